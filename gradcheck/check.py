@@ -1,0 +1,197 @@
+"""Running a check: points, sources, kinks, verdicts -> :class:`Report`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from . import compare
+from .errors import ModelError, close_match
+from .model import Model
+from .report import GradientResult, PointResult, Report
+
+Progress = Callable[[str], None]
+
+
+def _as_point(model: Model, at: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    point = model.param_values()
+    for name, value in (at or {}).items():
+        if name not in model.params:
+            guess = close_match(str(name), model.params)
+            raise ModelError(
+                f"`at` names {name!r}, which is not a parameter",
+                fix=f"did you mean {guess!r}?" if guess else "parameters: " + ", ".join(model.params),
+            )
+        try:
+            arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ModelError(f"`at` gives {name!r} the value {value!r}, which is not numeric") from None
+        want = model.params[name].shape
+        if arr.shape != want:
+            raise ModelError(f"`at` gives {name!r} shape {list(arr.shape)}, but the parameter has shape {list(want)}")
+        if not np.all(np.isfinite(arr)):
+            raise ModelError(f"`at` gives {name!r} a value that is not finite: {value!r}")
+        point[name] = arr
+    return point
+
+
+def random_points(model: Model, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """``count`` seeded random points: uniform in each domain, else value + N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        point = {}
+        for name, p in model.params.items():
+            if p.domain is not None:
+                point[name] = rng.uniform(p.domain[0], p.domain[1], p.shape)
+            else:
+                point[name] = p.value + rng.standard_normal(p.shape)
+        out.append(point)
+    return out
+
+
+def _round(point: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=np.dtype(dtype)).astype(np.float64) for k, v in point.items()}
+
+
+def check(
+    model: Model,
+    *,
+    at: Mapping[str, Any] | None = None,
+    against: Mapping[str, Callable[..., Any]] | None = None,
+    dtype: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    points: int | None = None,
+    seed: int | None = None,
+    strict: bool = False,
+    progress: Progress | None = None,
+) -> Report:
+    """Check the model's gradients three ways (and against any extra sources)."""
+    from .sources import autograd, finite_diff, symbolic
+
+    dtype = dtype or model.check.dtype
+    if dtype not in ("float64", "float32"):
+        raise ModelError(f"dtype must be float64 or float32, got {dtype!r}")
+    tol = compare.Tolerance.for_dtype(
+        dtype, model.check.rtol if rtol is None else rtol, model.check.atol if atol is None else atol
+    )
+    n_random = model.check.points if points is None else points
+    seed = model.check.seed if seed is None else seed
+    todo = [_as_point(model, at)] + random_points(model, n_random, seed)
+    results = []
+    sources = ["symbolic", "autograd", "finite_difference"]
+    if model.expected:
+        sources.append("expected")
+    sources.extend(against or {})
+    for i, raw in enumerate(todo):
+        point = _round(raw, dtype)
+        say = progress or (lambda _msg: None)
+        say(f"point {i + 1}/{len(todo)}: symbolic")
+        found = {"symbolic": symbolic.gradients(model, point)}
+        say(f"point {i + 1}/{len(todo)}: autograd")
+        found["autograd"] = autograd.gradients(model, point, dtype)
+        say(f"point {i + 1}/{len(todo)}: finite differences")
+        found["finite_difference"] = finite_diff.gradients(model, point, dtype)
+        if model.expected:
+            found["expected"] = symbolic.expected_gradients(model, point)
+        for name, fn in (against or {}).items():
+            say(f"point {i + 1}/{len(todo)}: {name}")
+            found[name] = _against(model, fn, point, dtype, name)
+        say(f"point {i + 1}/{len(todo)}: kinks")
+        results.append(_judge_point(model, point, found, tol, dtype))
+    formulas, notes = _formulas(model)
+    return Report(
+        model=model.name,
+        dtype=dtype,
+        tolerance=tol,
+        sources=sources,
+        formulas=formulas,
+        points=results,
+        notes=notes,
+        strict=strict,
+        model_obj=model,
+    )
+
+
+def _against(model: Model, fn: Callable[..., Any], point: dict[str, np.ndarray], dtype: str, name: str) -> Any:
+    from .sources import autograd
+
+    try:
+        return autograd.backward(model, fn, point, dtype, name)
+    except ModelError:
+        raise
+    except Exception as err:  # the user's code failed: say which and why
+        raise ModelError(f"{name} raised {type(err).__name__}: {err}", fix="fix the function passed to `against`") from err
+
+
+def _judge_point(
+    model: Model, point: dict[str, np.ndarray], found: dict[str, Any], tol: compare.Tolerance, dtype: str
+) -> PointResult:
+    from . import kinks as _kinks
+
+    sym = found["symbolic"]
+    kinks = _kinks.find(model, point, dtype)
+    loss_ok = bool(np.all(np.isfinite(np.asarray(sym.loss, dtype=np.float64))))
+    fd = found["finite_difference"]
+    gradients = {}
+    for name, param in model.params.items():
+        ref = sym.values[name]
+        shape = ref.shape
+        elems = {}
+        for idx in np.ndindex(*shape):
+            values = {src: float(np.asarray(res.values.get(name, np.zeros(shape)))[idx]) for src, res in found.items()}
+            kink = None
+            k = kinks.get(name)
+            if k is not None and bool(np.asarray(k.differs)[idx]):
+                kink = (float(k.left[idx]), float(k.right[idx]), k.note(idx))
+            sample_loss_ok = loss_ok
+            if model.reduction == "none":
+                sample_loss_ok = bool(math.isfinite(float(np.asarray(sym.loss)[idx[0]])))
+            elems[idx] = compare.judge(
+                values,
+                scale=compare.element_scale(sym.info["scale"][name], idx),
+                fd_error=float(fd.errors[name][idx]),
+                tol=tol,
+                exact_loss_finite=sample_loss_ok,
+                kink=kink,
+            )
+        gradients[name] = GradientResult.combine(
+            name,
+            shape,
+            per_sample=model.reduction == "none",
+            values={src: np.asarray(res.values[name], dtype=np.float64) for src, res in found.items() if name in res.values},
+            fd_error=np.asarray(fd.errors[name]),
+            verdicts=elems,
+        )
+    return PointResult(params=point, loss=sym.loss, gradients=gradients)
+
+
+#: Tensors with at most this many elements get per-element formulas in the report.
+MAX_FORMULA_ELEMENTS = 16
+
+
+def _formulas(model: Model) -> tuple[dict[str, Any], list[str]]:
+    formulas: dict[str, Any] = {}
+    notes = []
+    for name, p in model.params.items():
+        if p.value.size > MAX_FORMULA_ELEMENTS:
+            notes.append(
+                f"formulas for {name!r} omitted: {p.value.size} elements (more than {MAX_FORMULA_ELEMENTS}); "
+                f"Model.gradient_formula({name!r}) gives them all"
+            )
+            continue
+        f = model.gradient_formula(name)
+        formulas[name] = str(f) if not p.shape else np.vectorize(str, otypes=[object])(np.asarray(f.tolist(), dtype=object)).tolist()
+    return formulas, notes
+
+
+def assert_agree(model: Model, **kwargs: Any) -> Report:
+    """:func:`check`, raising ``AssertionError`` with the readable table unless the report is ok."""
+    report = check(model, **kwargs)
+    if not report.ok:
+        raise AssertionError(f"gradients do not agree ({report.status}):\n{report.table()}")
+    return report

@@ -1,0 +1,83 @@
+"""One interpreter of the IR for every backend.
+
+``evaluate`` walks a model's entries in order and applies each op's form for
+the chosen backend (``"numpy"``, ``"torch"`` or ``"sympy"``) from the op table.
+It knows nothing about any op: elementwise arguments are aligned here (see
+:func:`gradcheck.ops.align`), everything else is the table's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .expr import Node
+from .ops import CONSTANTS, OPS, align
+
+Visit = Callable[[Node, list[Any]], None]
+
+
+def number(node: Node, backend: str, mod: Any) -> Any:
+    """A literal as the backend wants it: exact for SymPy, a Python number otherwise."""
+    digits = node.text.replace("_", "")
+    if backend == "sympy":
+        return mod.Integer(digits) if digits.isdigit() else mod.Rational(digits)
+    return int(digits) if digits.isdigit() else float(node.value)  # type: ignore[arg-type]
+
+
+def constant(name: str, backend: str, mod: Any) -> Any:
+    if backend == "sympy":
+        return {"pi": mod.pi, "e": mod.E}[name]
+    return CONSTANTS[name]
+
+
+def apply(node: Node, args: list[Any], backend: str, mod: Any, visit: Visit | None = None) -> Any:
+    """Apply ``node``'s op to already evaluated operands."""
+    op = OPS[node.op]
+    form = getattr(op, backend)
+    if op.kind == "elementwise":
+        rank = len(node.shape)
+        aligned = [align(a, len(n.shape), rank) for a, n in zip(args, node.args)]
+        if visit is not None:
+            visit(node, aligned)
+        return form(mod, *aligned)
+    if visit is not None:
+        visit(node, args)
+    return form(mod, args, [a.shape for a in node.args], node.value)
+
+
+def run(
+    node: Node,
+    env: Mapping[str, Any],
+    backend: str,
+    mod: Any,
+    visit: Visit | None = None,
+) -> Any:
+    """Evaluate one expression; ``env`` maps every name it uses to a value."""
+    if node.op == "num":
+        return number(node, backend, mod)
+    if node.op == "name":
+        name = str(node.value)
+        if name in env:
+            return env[name]
+        return constant(name, backend, mod)
+    args = [run(a, env, backend, mod, visit) for a in node.args]
+    return apply(node, args, backend, mod, visit)
+
+
+def evaluate(
+    entries: Mapping[str, Node],
+    env: Mapping[str, Any],
+    backend: str,
+    mod: Any,
+    *,
+    until: str | None = None,
+    visit: Visit | None = None,
+) -> dict[str, Any]:
+    """Evaluate model entries in order (stopping after ``until``); returns the env with them."""
+    values = dict(env)
+    for name, node in entries.items():
+        values[name] = run(node, values, backend, mod, visit)
+        if name == until:
+            break
+    return values

@@ -1,0 +1,254 @@
+"""Reports: the result of a check, as the JSON schema and as a readable table."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .compare import STATUSES, Tolerance, Verdict, worst
+
+#: Tensors with at most this many elements get one table row per element.
+MAX_TABLE_ELEMENTS = 8
+
+
+def _json_number(x: float) -> float | str:
+    """A float for JSON: non-finite values become the strings "nan", "inf", "-inf"."""
+    x = float(x)
+    if math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def _json_array(a: Any) -> Any:
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim == 0:
+        return _json_number(float(arr))
+    return [_json_array(x) for x in arr]
+
+
+def _label(name: str, idx: tuple[int, ...]) -> str:
+    return name if not idx else f"{name}[{', '.join(map(str, idx))}]"
+
+
+@dataclass
+class GradientResult:
+    """The verdict on one parameter's gradient at one point."""
+
+    name: str
+    shape: tuple[int, ...]
+    values: dict[str, np.ndarray]
+    fd_error: np.ndarray
+    status: str
+    odd_one_out: str | None
+    note: str | None
+    verdicts: dict[tuple[int, ...], Verdict] = field(repr=False, default_factory=dict)
+
+    @classmethod
+    def combine(
+        cls,
+        name: str,
+        shape: tuple[int, ...],
+        *,
+        per_sample: bool,
+        values: dict[str, np.ndarray],
+        fd_error: np.ndarray,
+        verdicts: dict[tuple[int, ...], Verdict],
+    ) -> GradientResult:
+        status = worst([v.status for v in verdicts.values()])
+        bad = {idx: v for idx, v in verdicts.items() if v.status == status and status != "agree"}
+        odd = {v.odd_one_out for v in bad.values()}
+        odd_one_out = odd.pop() if len(odd) == 1 else None
+        note = None
+        if bad:
+            idx, v = next(iter(bad.items()))
+            note = v.note
+            if shape:
+                more = f" (and {len(bad) - 1} more element{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+                note = f"{_label(name, idx)}{more}: {note}"
+        return cls(name, shape, values, fd_error, status, odd_one_out, note, verdicts)
+
+    def worst_index(self) -> tuple[int, ...]:
+        """The element with the worst status, then the largest relative error."""
+
+        def key(idx: tuple[int, ...]) -> tuple[int, float]:
+            ref = float(self.values["symbolic"][idx])
+            errs = [abs(float(v[idx]) - ref) for s, v in self.values.items() if s != "symbolic"]
+            err = max(errs, default=0.0)
+            rel = err / max(abs(ref), 1e-300) if math.isfinite(err) else math.inf
+            return STATUSES.index(self.verdicts[idx].status), rel
+
+        return max(self.verdicts, key=key) if self.verdicts else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.shape),
+            "values": {src: _json_array(v) for src, v in self.values.items()},
+            "fd_error": _json_array(self.fd_error),
+            "status": self.status,
+            "odd_one_out": self.odd_one_out,
+            "note": self.note,
+        }
+
+
+@dataclass
+class PointResult:
+    """Every parameter's verdict at one point."""
+
+    params: dict[str, np.ndarray]
+    loss: Any
+    gradients: dict[str, GradientResult]
+
+    @property
+    def status(self) -> str:
+        return worst([g.status for g in self.gradients.values()])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": {k: _json_array(v) for k, v in self.params.items()},
+            "loss": _json_array(self.loss),
+            "status": self.status,
+            "gradients": {k: g.to_dict() for k, g in self.gradients.items()},
+        }
+
+
+@dataclass
+class Report:
+    """The result of :func:`gradcheck.check`.
+
+    ``status`` is the worst status of every gradient at every point; ``ok``
+    is true when it is ``agree`` (or ``kink``, unless the check was strict).
+    """
+
+    model: str
+    dtype: str
+    tolerance: Tolerance
+    sources: list[str]
+    formulas: dict[str, Any]
+    points: list[PointResult]
+    notes: list[str] = field(default_factory=list)
+    strict: bool = False
+    model_obj: Any = field(default=None, repr=False)
+
+    @property
+    def status(self) -> str:
+        return worst([p.status for p in self.points])
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "agree" or (self.status == "kink" and not self.strict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report (``../shared/SPEC.md`` section 5)."""
+        out: dict[str, Any] = {
+            "model": self.model,
+            "ok": self.ok,
+            "status": self.status,
+            "dtype": self.dtype,
+            "rtol": self.tolerance.rtol,
+            "atol": self.tolerance.atol,
+            "sources": list(self.sources),
+            "formulas": self.formulas,
+            "points": [p.to_dict() for p in self.points],
+        }
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+    # -- the readable form -------------------------------------------------
+
+    def render(self, console: Any) -> None:
+        """Print the table(s), notes and formulas to a rich console."""
+        from rich.table import Table
+        from rich.text import Text
+
+        colours = {"agree": "green", "kink": "yellow", "undefined": "magenta", "mismatch": "bold red"}
+        title = Text(f"{self.model}: ")
+        title.append(self.status, style=colours[self.status])
+        title.append(f"  ({self.dtype}, rtol {self.tolerance.rtol:g}, atol {self.tolerance.atol:g})", style="dim")
+        console.print(title)
+        extra = [s for s in self.sources if s not in ("symbolic", "autograd", "finite_difference")]
+        for i, point in enumerate(self.points):
+            where = "the model's values" if i == 0 else "random point"
+            params = ", ".join(f"{k} = {_short_value(v)}" for k, v in point.params.items())
+            console.print(Text(f"point {i} ({where}): {params}; loss = {_short_value(point.loss)}", style="bold"))
+            table = Table(show_edge=False, pad_edge=False, header_style="bold")
+            table.add_column("param")
+            for src in self.sources:
+                table.add_column(src, justify="right")
+            table.add_column("|autograd - symbolic|", justify="right")
+            table.add_column("|fd - symbolic|", justify="right")
+            for src in extra:
+                table.add_column(f"|{src} - symbolic|", justify="right")
+            table.add_column("fd error est.", justify="right")
+            table.add_column("status")
+            notes = []
+            for g in point.gradients.values():
+                size = int(np.prod(g.values["symbolic"].shape, dtype=np.int64))
+                if size <= MAX_TABLE_ELEMENTS:
+                    rows = [(idx, _label(g.name, idx)) for idx in g.verdicts]
+                else:
+                    idx = g.worst_index()
+                    rows = [(idx, f"{_label(g.name, idx)} (worst of {size})")]
+                for idx, label in rows:
+                    ref = float(g.values["symbolic"][idx])
+                    cells = [label]
+                    cells += [_num(float(g.values[src][idx])) for src in self.sources]
+                    for src in ["autograd", "finite_difference"] + extra:
+                        cells.append(_err(float(g.values[src][idx]) - ref))
+                    cells.append(_err(float(g.fd_error[idx])))
+                    verdict = g.verdicts[idx]
+                    cells.append(verdict.status + (f" ({verdict.odd_one_out})" if verdict.odd_one_out else ""))
+                    table.add_row(*cells, style=None if verdict.status == "agree" else colours[verdict.status])
+                if g.note:
+                    notes.append(f"{g.name}: {g.note}")
+            console.print(table)
+            for note in notes:
+                console.print(Text("  note: " + note, style="yellow"))
+        if self.formulas:
+            console.print(Text("d(per-sample loss)/d(param), from SymPy:", style="bold"))
+            for name, f in self.formulas.items():
+                if isinstance(f, str):
+                    console.print(f"  {name}: {f}")
+                else:
+                    flat = np.asarray(f, dtype=object)
+                    for idx in np.ndindex(*flat.shape):
+                        console.print(f"  {_label(name, idx)}: {flat[idx]}")
+        for note in self.notes:
+            console.print(Text("note: " + note, style="dim"))
+
+    def table(self, width: int = 140) -> str:
+        """The readable report as plain text (no colour)."""
+        from rich.console import Console
+
+        buf = io.StringIO()
+        console = Console(file=buf, width=width, color_system=None, force_terminal=False, highlight=False)
+        self.render(console)
+        return buf.getvalue()
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _num(x: float) -> str:
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.16g}"
+
+
+def _err(x: float) -> str:
+    if not math.isfinite(x):
+        return str(abs(x))
+    return f"{abs(x):.1e}"
+
+
+def _short_value(v: Any) -> str:
+    arr = np.asarray(v, dtype=np.float64)
+    if arr.ndim == 0:
+        return f"{float(arr):.10g}"
+    if arr.size <= 4:
+        return "[" + ", ".join(f"{x:.6g}" for x in arr.reshape(-1)) + "]"
+    return f"<{'x'.join(map(str, arr.shape))} tensor>"
