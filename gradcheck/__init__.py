@@ -5,22 +5,29 @@ d(loss)/d(param) three independent ways (SymPy, torch autograd, finite
 differences), compares them against the exact symbolic value and says
 whether they agree, and if not, which one is wrong and why.
 
-The public API is exactly :data:`__all__`::
+The public API is exactly :data:`__all__` (documented in ``docs/api.md``)::
 
     import gradcheck as gc
-    model = gc.load("linear.yaml")
-    report = gc.check(model)
+    model = gc.load("linear.yaml")            # or gc.loads(text) / gc.Model.from_dict({...})
+    report = gc.check(model, at={"w": 0.5}, against={"mine": fn})
     report.ok, report.status, report.to_dict()
+    gc.assert_agree(model)                    # AssertionError: the table + a reproducing model file
 
+Hypothesis strategies live in :mod:`gradcheck.strategies` and the pytest
+plugin in :mod:`gradcheck.pytest_plugin`; both are imported only on demand.
 torch and SymPy are imported only when a check or training runs.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: it would bind a public name
+# ``annotations`` in the package namespace (tests/test_api.py checks it is clean).
+from collections.abc import Callable as _Callable
+from collections.abc import Mapping as _Mapping
+from typing import Any as _Any
 
-from typing import Any
-
+from .compare import Tolerance
 from .errors import ModelError
 from .model import Model, load, loads
+from .report import Report
 
 __all__ = [
     "Model",
@@ -35,40 +42,126 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-
-def check(model: Model, **kwargs: Any) -> Report:
-    """Check ``model``'s gradients three ways; see :func:`gradcheck.check.check`."""
-    from .check import check as _check
-
-    return _check(model, **kwargs)
+#: A user implementation for ``against``: ``fn(params, data) -> per-sample losses``.
+_LossFn = _Callable[[dict[str, _Any], dict[str, _Any]], _Any]
 
 
-def assert_agree(model: Model, **kwargs: Any) -> Report:
-    """:func:`check`, raising ``AssertionError`` with the readable table unless ``report.ok``."""
-    from .check import assert_agree as _assert_agree
+def check(
+    model: Model,
+    *,
+    at: _Mapping[str, _Any] | None = None,
+    against: _Mapping[str, _LossFn] | None = None,
+    dtype: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    points: int | None = None,
+    seed: int | None = None,
+    strict: bool = False,
+) -> Report:
+    """Check ``model``'s gradients three ways (and against each of ``against``).
 
-    return _assert_agree(model, **kwargs)
+    ``at`` maps parameter names to values (numbers, nested lists, arrays or
+    tensors) and replaces the file's values at the first point; parameters
+    it leaves out keep the file's values. ``against`` maps a name to
+    ``fn(params: dict[str, Tensor], data: dict[str, Tensor]) -> Tensor`` of
+    per-sample losses; its autograd gradient joins the comparison under that
+    name. ``dtype``, ``rtol``, ``atol``, ``points`` and ``seed`` override the
+    model's ``check:`` section; ``strict`` makes a kink fail ``report.ok``.
+
+    Raises :class:`ModelError` for an unusable argument (an unknown
+    parameter in ``at``, a wrong shape, a non-finite value, a bad dtype) and
+    when a function in ``against`` raises or returns the wrong shape.
+    """
+    from .checker import check as _check
+
+    return _check(
+        model,
+        at=at,
+        against=against,
+        dtype=dtype,
+        rtol=rtol,
+        atol=atol,
+        points=points,
+        seed=seed,
+        strict=strict,
+    )
 
 
-def train(model: Model, **kwargs: Any) -> Any:
-    """Gradient descent on ``model``; see :func:`gradcheck.train.train`."""
-    from .train import train as _train
+def assert_agree(
+    model: Model,
+    *,
+    at: _Mapping[str, _Any] | None = None,
+    against: _Mapping[str, _LossFn] | None = None,
+    dtype: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    points: int | None = None,
+    seed: int | None = None,
+    strict: bool = False,
+) -> Report:
+    """:func:`check`, raising ``AssertionError`` unless ``report.ok``; else the report.
 
-    return _train(model, **kwargs)
+    The message is the readable table followed by the smallest model file
+    that reproduces the failure: the model with its parameters set to the
+    first failing point, no random points, and the check settings used,
+    as YAML ready to save and run with ``python -m gradcheck``.
+    """
+    report = check(
+        model,
+        at=at,
+        against=against,
+        dtype=dtype,
+        rtol=rtol,
+        atol=atol,
+        points=points,
+        seed=seed,
+        strict=strict,
+    )
+    if not report.ok:
+        raise AssertionError(
+            f"gradients of {model.name!r} do not agree ({report.status}):\n{report.table()}\n"
+            f"A model file that reproduces this (save it as {model.name}.yaml):\n\n"
+            + _reproducer(model, report, list(against or {}))
+        )
+    return report
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Report":
-        from .report import Report
+def _reproducer(model: Model, report: Report, against: list[str]) -> str:
+    """YAML text of ``model`` at the first failing point of ``report``, with no random points."""
+    import yaml
 
-        return Report
-    if name == "Tolerance":
-        from .compare import Tolerance
+    class Dumper(yaml.SafeDumper):
+        """Lists of numbers on one line (``[1.0, 2.0]``), mappings as blocks."""
 
-        return Tolerance
-    raise AttributeError(f"module 'gradcheck' has no attribute {name!r}")
+    Dumper.add_representer(
+        list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+    )
+    passing = ("agree",) if report.strict else ("agree", "kink")
+    failing = next(p for p in report.points if p.status not in passing)
+    spec = model.to_dict()
+    for name, value in failing.params.items():
+        plain = value.item() if value.ndim == 0 else value.tolist()
+        old = spec["params"][name]
+        spec["params"][name] = {**old, "value": plain} if isinstance(old, dict) else plain
+    spec["check"] = {"dtype": report.dtype, "rtol": report.tolerance.rtol, "atol": report.tolerance.atol, "points": 0}
+    head = ""
+    if against:
+        head = (
+            "# the failure involves user code, which a model file cannot name: run it with\n"
+            f"#   {' '.join('--against ' + a for a in against)}  (or check(model, against=...))\n"
+        )
+    return head + yaml.dump(spec, Dumper=Dumper, sort_keys=False, width=100)
 
 
-if False:  # pragma: no cover - for type checkers only
-    from .compare import Tolerance
-    from .report import Report
+def train(model: Model, **kwargs: _Any) -> _Any:
+    """Gradient descent on ``model``; see :func:`gradcheck.train.train` and ``docs/api.md``."""
+    import importlib
+
+    # Importing the submodule gradcheck.train binds it as the package attribute
+    # ``train``, shadowing this function: put the function back.
+    module = importlib.import_module(".train", __name__)
+    globals()["train"] = _train_entry
+    return module.train(model, **kwargs)
+
+
+_train_entry = train

@@ -90,6 +90,12 @@ def check_parser() -> argparse.ArgumentParser:
         help="also compare the autograd gradient of fn(params, data) -> per-sample losses, imported from MODULE (repeatable)",
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw finite-difference error against step size per parameter")
+    p.add_argument(
+        "--time-limit",
+        type=_tolerance,
+        metavar="SECONDS",
+        help="bound on the SymPy work of each check (default: 5, or GRADCHECK_TIME_LIMIT; 0: none); see docs/limits.md",
+    )
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     return p
 
@@ -144,7 +150,10 @@ def _against(specs: Sequence[str]) -> dict[str, Any]:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, no_color="NO_COLOR" in os.environ or None)
+    stream = sys.stderr if stderr else sys.stdout
+    # Off a terminal there is no width to fit: keep rows whole rather than wrap at 80.
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, width=width, no_color="NO_COLOR" in os.environ or None)
 
 
 class _Progress:
@@ -167,9 +176,14 @@ class _Progress:
 
 def run_check(argv: Sequence[str]) -> int:
     args = check_parser().parse_args(argv)
+    if args.time_limit is not None:
+        from . import limits
+
+        limits.SYMBOLIC_SECONDS = args.time_limit
+        os.environ.pop("GRADCHECK_TIME_LIMIT", None)  # the flag wins over the environment
     models = _load_all(args.models)
     against = _against(args.against)
-    from .check import check
+    from .checker import check
 
     progress = _Progress(enabled=not args.json)
     reports = []

@@ -30,6 +30,9 @@ from .ops import FUNCTIONS, OPS, Shape, ShapeError
 MAX_LENGTH = 10_000
 #: Deepest nesting accepted (parentheses, calls, unary operators).
 MAX_DEPTH = 100
+#: Most operations on one path from the top of an expression to a leaf, long
+#: chains such as ``a + b + c + ...`` included (each interpreter recurses once per level).
+MAX_TREE_DEPTH = 300
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,9 +293,21 @@ def parse(text: str) -> Node:
     if not text.strip():
         raise ModelError("empty expression", fix="write an expression such as `x * w`")
     try:
-        return _Parser(text).parse()
+        node = _Parser(text).parse()
     except _SyntaxError as err:
         raise ModelError(err.what, fix=err.fix, text=text, offset=err.pos) from None
+    stack = [(node, 1)]
+    while stack:  # without recursion: this is what guards the recursive walks
+        top, depth = stack.pop()
+        if depth > MAX_TREE_DEPTH:
+            raise ModelError(
+                f"expression is more than {MAX_TREE_DEPTH} operations deep",
+                fix="split it into several model entries, or sum a vector with sum() instead of a long chain of +",
+                text=text,
+                offset=top.pos,
+            )
+        stack.extend((arg, depth + 1) for arg in top.args)
+    return node
 
 
 def infer_shapes(node: Node, shapes: Mapping[str, Shape], text: str | None = None) -> Node:

@@ -40,6 +40,9 @@ def apply(node: Node, args: list[Any], backend: str, mod: Any, visit: Visit | No
         aligned = [align(a, len(n.shape), rank) for a, n in zip(args, node.args)]
         if visit is not None:
             visit(node, aligned)
+        if backend == "torch" and not any(isinstance(a, mod.Tensor) for a in aligned):
+            # only constant operands (``sin(1)``): torch functions want tensors, so fold in float64
+            return form(mod, *[mod.as_tensor(a, dtype=mod.float64) for a in aligned]).item()
         return form(mod, *aligned)
     if visit is not None:
         visit(node, args)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import expr as _expr
+from . import limits as _limits
 from .errors import ModelError, close_match
 from .ops import CONSTANTS, FUNCTIONS, Shape
 
@@ -179,8 +180,15 @@ def load(path: str | os.PathLike[str]) -> Model:
                 file=path,
                 fix="raise gradcheck.model.MAX_FILE_BYTES if the file is really meant to be this large",
             )
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)  # bounded: a pipe or device reports no size
+        if len(raw) > MAX_FILE_BYTES:
+            raise ModelError(
+                f"file is larger than the limit of {MAX_FILE_BYTES} bytes",
+                file=path,
+                fix="raise gradcheck.model.MAX_FILE_BYTES if the file is really meant to be this large",
+            )
+        text = raw.decode("utf-8")
     except ModelError:
         raise
     except FileNotFoundError:
@@ -226,6 +234,10 @@ def loads(text: str, *, name: str | None = None, path: str | None = None) -> Mod
         ) from None
     except yaml.YAMLError as err:
         raise ModelError(f"invalid YAML: {err}", file=path or "<model>") from None
+    except (ValueError, OverflowError) as err:  # e.g. an integer of more than 4300 digits
+        raise ModelError(
+            f"invalid YAML value: {str(err).split(';')[0]}", file=path or "<model>", fix="write numbers that fit a float64"
+        ) from None
     except RecursionError:
         raise ModelError("YAML nested too deeply", file=path or "<model>") from None
     finally:
@@ -248,8 +260,18 @@ def _record_marks(node: Any, where: tuple[Any, ...], marks: dict[tuple[Any, ...]
     seen.add(id(node))
     marks[where] = node
     if isinstance(node, yaml.MappingNode):
+        keys: dict[str, Any] = {}
         for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
+            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+                if key.value in keys:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key.value!r} (also at line {keys[key.value].line + 1}; "
+                        "the later one would silently win)",
+                        key.start_mark,
+                    )
+                keys[key.value] = key.start_mark
                 _record_marks(value, where + (key.value,), marks, seen)
     elif isinstance(node, yaml.SequenceNode) and len(where) < 2:
         for i, value in enumerate(node.value[:1000]):
@@ -540,12 +562,31 @@ class _Builder:
             value = np.full(shape, opt("value", 0.0))
         return np.asarray(value, dtype=np.float64), domain
 
-    def array(self, value: Any, where: tuple[Any, ...], what: str) -> np.ndarray:
-        _check_size(value, MAX_PARAM_VALUES, lambda: self.error(f"{what} holds too many numbers", where))
+    def array(self, value: Any, where: tuple[Any, ...], what: str, limit: int | None = None) -> np.ndarray:
+        limit = MAX_PARAM_VALUES if limit is None else limit
+        const, full, whole = (
+            ("MAX_DATA_VALUES", MAX_DATA_VALUES, "all data columns")
+            if where[0] == "data"
+            else ("MAX_PARAM_VALUES", MAX_PARAM_VALUES, "all parameters")
+        )
+        _check_size(
+            value,
+            limit,
+            lambda: self.error(
+                f"{what} holds too many numbers (the limit is {full} in {whole} together)",
+                where,
+                fix=f"raise gradcheck.model.{const} for a model this large",
+            ),
+        )
         if isinstance(value, bool) or value is None or isinstance(value, str):
-            raise self.error(f"expected a number or nested lists of numbers, got {value!r}", where)
+            fix = None
+            if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value.strip()):
+                fix = "YAML 1.1 reads this as text: write a dot and a signed exponent, e.g. 1.0e-3 or 1.0e+3"
+            raise self.error(f"expected a number or nested lists of numbers, got {_short(value)}", where, fix=fix)
         try:
             arr = np.asarray(value, dtype=np.float64)
+        except OverflowError:
+            raise self.error("a number is too large for a float64", where, fix="numbers must lie within ±1.8e308") from None
         except (ValueError, TypeError):
             raise self.error(
                 f"expected a number or nested lists of numbers of one shape, got {_short(value)}",
@@ -566,6 +607,7 @@ class _Builder:
         out: dict[str, np.ndarray] = {}
         count = None
         first = None
+        total = 0
         for key, value in raw.items():
             name = self.check_name(key, ("data", key))
             where = ("data", name)
@@ -575,7 +617,8 @@ class _Builder:
                     where,
                     fix=f"write `{name}: [{value!r}]` for a single sample" if isinstance(value, (int, float)) else None,
                 )
-            arr = self.array(value, where, "a data column")
+            arr = self.array(value, where, "a data column", MAX_DATA_VALUES - total)
+            total += arr.size
             if count is not None and arr.shape[0] != count:
                 raise self.error(
                     f"has {arr.shape[0]} samples but {first!r} has {count}",
@@ -625,7 +668,9 @@ class _Builder:
             for n in node.walk():
                 if n.op == "name" and n.value not in shapes:
                     raise self.unknown_name(str(n.value), n.pos, text, shapes, earlier, where)
-            return _expr.infer_shapes(node, shapes, text)
+            node = _expr.infer_shapes(node, shapes, text)
+            _limits.check_constants(node, text)
+            return node
         except ModelError as err:
             raise self.expr_error(err, where) from None
 

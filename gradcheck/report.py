@@ -179,11 +179,11 @@ class Report:
             table.add_column("param")
             for src in self.sources:
                 table.add_column(src, justify="right")
-            table.add_column("|autograd - symbolic|", justify="right")
-            table.add_column("|fd - symbolic|", justify="right")
+            table.add_column("err autograd", justify="right")
+            table.add_column("err fd", justify="right")
             for src in extra:
-                table.add_column(f"|{src} - symbolic|", justify="right")
-            table.add_column("fd error est.", justify="right")
+                table.add_column(f"err {src}", justify="right")
+            table.add_column("fd est.", justify="right")
             table.add_column("status")
             notes = []
             for g in point.gradients.values():
@@ -211,12 +211,9 @@ class Report:
         if self.formulas:
             console.print(Text("d(per-sample loss)/d(param), from SymPy:", style="bold"))
             for name, f in self.formulas.items():
-                if isinstance(f, str):
-                    console.print(f"  {name}: {f}")
-                else:
-                    flat = np.asarray(f, dtype=object)
-                    for idx in np.ndindex(*flat.shape):
-                        console.print(f"  {_label(name, idx)}: {flat[idx]}")
+                flat = np.asarray(f, dtype=object)
+                for idx in np.ndindex(*flat.shape):
+                    console.print(_pretty_formula(self.model_obj, name, idx, str(flat[idx]), console), highlight=False)
         for note in self.notes:
             console.print(Text("note: " + note, style="dim"))
 
@@ -231,6 +228,27 @@ class Report:
 
     def __str__(self) -> str:
         return self.table()
+
+
+def _pretty_formula(model: Any, name: str, idx: tuple[int, ...], text: str, console: Any) -> Any:
+    """``dloss/dparam = formula`` by SymPy's pretty printer; the one-line text when too big or unknown."""
+    from rich.text import Text
+
+    unicode = (console.encoding or "").lower().startswith("utf")
+    d = "\u2202" if unicode else "d"
+    label = f"{d}{getattr(model, 'loss', 'loss')}/{d}{_label(name, idx)}"
+    if model is not None:
+        import sympy
+
+        f = model.gradient_formula(name)
+        if idx:
+            f = np.asarray(f.tolist(), dtype=object)[idx]
+        eq = sympy.Eq(sympy.Symbol(label), f, evaluate=False)
+        art = sympy.pretty(eq, use_unicode=unicode, wrap_line=False)
+        lines = art.splitlines()
+        if len(lines) <= 12 and max(map(len, lines)) + 2 <= console.width:
+            return Text("\n".join("  " + line.rstrip() for line in lines))
+    return Text(f"  {label} = {text}")
 
 
 def _num(x: float) -> str:

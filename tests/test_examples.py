@@ -408,10 +408,17 @@ def test_cli_json_follows_spec(path, cli, reports):
 
     formulas = rep["formulas"]
     assert isinstance(formulas, dict)
-    assert all(isinstance(k, str) and isinstance(v, str) for k, v in formulas.items())
+    def strings_in_shape(v, shape):
+        if not shape:
+            return isinstance(v, str)
+        return isinstance(v, list) and len(v) == shape[0] and all(strings_in_shape(x, shape[1:]) for x in v)
+
     for name, value in spec["params"].items():
-        if param_shape(value) == []:
+        shape = param_shape(value)
+        if shape == []:
             assert name in formulas, f"no formula for scalar param {name!r}"
+        if name in formulas:  # tensors: nested lists of strings in the param's shape (small ones only)
+            assert strings_in_shape(formulas[name], shape), name
 
     points = rep["points"]
     assert isinstance(points, list) and len(points) >= 1

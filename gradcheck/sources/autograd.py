@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import interp
+from ..errors import ModelError
 from ..model import Model
 from . import Gradients
 
@@ -63,13 +64,20 @@ def backward(model: Model, fn: LossFn, point: Mapping[str, np.ndarray], dtype: s
     losses = fn(params, data)
     if not isinstance(losses, torch.Tensor):
         losses = torch.as_tensor(losses, dtype=tdtype)
+    if source != "autograd" and tuple(losses.shape) not in ([(n,)] if model.data else [(), (1,)]):
+        # a summed or broadcast loss would be reduced wrongly and show up as a confusing mismatch
+        raise ModelError(
+            f"{source} returned losses of shape {list(losses.shape)}, but the model has {n} sample(s)",
+            fix=f"return one loss per sample, shape [{n}]" if model.data else "return the loss as a scalar",
+        )
     if model.reduction == "sum":
         total = losses.sum()
     elif model.reduction == "mean":
         total = losses.mean()
     else:
         total = losses.sum()
-    total.backward()
+    if total.requires_grad:  # else the loss does not depend on any parameter: every gradient is 0
+        total.backward()
     values = {}
     for name, t in params.items():
         grad = t.grad

@@ -117,7 +117,11 @@ def evaluate_exprs(model: Model, exprs: list[Any], point: dict[str, np.ndarray])
 
     built = _build(model)
     symbols = _flat_symbols(built)
-    fn = sympy.lambdify(symbols, exprs, modules="mpmath")
+    # lambdify costs milliseconds per call; training evaluates the same expressions hundreds of times.
+    fns = model.cache.setdefault("symbolic_lambdified", {})
+    fn = fns.get(tuple(exprs))
+    if fn is None:
+        fn = fns[tuple(exprs)] = sympy.lambdify(symbols, exprs, modules="mpmath")
     param_args: list[float] = []
     for name in built.param_symbols:
         param_args.extend(np.asarray(point[name], dtype=np.float64).reshape(-1).tolist())

@@ -1,0 +1,177 @@
+"""Limits that keep a hostile or broken model file from hanging gradcheck.
+
+Every limit, its default and how to raise it is listed in ``docs/limits.md``.
+The size limits live beside the code they guard (``gradcheck.model``:
+``MAX_FILE_BYTES``, ``MAX_PARAM_VALUES``, ``MAX_DATA_VALUES``;
+``gradcheck.expr``: ``MAX_LENGTH``, ``MAX_DEPTH``, ``MAX_TREE_DEPTH``); this
+module holds the rest: the time bound on symbolic work and the rules for
+constant subexpressions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .errors import ModelError
+
+#: Seconds that the SymPy work of one check may take in all (differentiation,
+#: evaluation, formulas); ``None`` or ``0`` for no bound. Raise it with
+#: ``--time-limit``, the environment variable ``GRADCHECK_TIME_LIMIT`` or by
+#: assigning this constant. A model file cannot raise it.
+SYMBOLIC_SECONDS: float | None = 5.0
+
+#: Largest exact constant SymPy is asked to compute, in bits (about 300,000
+#: decimal digits): ``(1/3)**10**9`` would hang in C code no timer can stop.
+MAX_CONSTANT_BITS = 1_000_000
+
+_ENV = "GRADCHECK_TIME_LIMIT"
+
+
+def symbolic_seconds() -> float | None:
+    """The time bound in force: ``GRADCHECK_TIME_LIMIT`` if set, else :data:`SYMBOLIC_SECONDS`."""
+    raw = os.environ.get(_ENV)
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ModelError(
+                f"{_ENV}={raw!r} is not a number", fix=f"set {_ENV} to seconds, e.g. 60, or 0 for no limit"
+            ) from None
+        if not value >= 0 or math.isinf(value):
+            raise ModelError(f"{_ENV}={raw!r} must be a finite number >= 0", fix="use 0 for no limit")
+        return value or None
+    return SYMBOLIC_SECONDS or None
+
+
+class _Expired(BaseException):
+    """Raised by the timer inside SymPy; a ``BaseException`` so no ``except Exception`` there swallows it."""
+
+
+class Budget:
+    """The time left for a check's symbolic work, spent across several calls.
+
+    ``with budget.spend("symbolic differentiation"):`` runs its body under a
+    timer (``SIGALRM``, main thread on POSIX only; elsewhere unbounded) and
+    turns running out of time, or SymPy recursing too deeply, into a
+    :class:`ModelError`.
+    """
+
+    def __init__(self, seconds: float | None = None, *, file: str | None = None) -> None:
+        self.total = symbolic_seconds() if seconds is None else (seconds or None)
+        self.left = self.total
+        self.file = file
+
+    @contextmanager
+    def spend(self, what: str) -> Iterator[None]:
+        armed = (
+            self.left is not None
+            and hasattr(signal, "setitimer")
+            and threading.current_thread() is threading.main_thread()
+            and signal.getitimer(signal.ITIMER_REAL)[0] == 0  # someone else's timer: leave it alone
+        )
+        start = time.monotonic()
+        old: Any = None
+        try:
+            if armed:
+                assert self.left is not None
+                if self.left <= 0:
+                    raise _Expired
+
+                def on_alarm(signum: int, frame: Any) -> None:
+                    raise _Expired
+
+                old = signal.signal(signal.SIGALRM, on_alarm)
+                signal.setitimer(signal.ITIMER_REAL, self.left)
+            try:
+                yield
+            finally:
+                if armed:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+        except _Expired:
+            raise ModelError(
+                f"{what} took longer than the time limit of {self.total:g} s",
+                file=self.file,
+                fix=f"simplify the model or make its tensors smaller, or raise the limit with --time-limit SECONDS "
+                f"(or {_ENV}, or gradcheck.limits.SYMBOLIC_SECONDS; 0 for none)",
+            ) from None
+        except RecursionError:
+            raise ModelError(
+                f"{what}: the loss nests too deeply for SymPy once the model entries are substituted",
+                file=self.file,
+                fix="write the model with fewer nested operations (use sum() or dot() over vectors for long sums)",
+            ) from None
+        finally:
+            if armed:
+                signal.signal(signal.SIGALRM, old)
+            if self.left is not None:
+                self.left -= time.monotonic() - start
+
+
+# --- constant subexpressions --------------------------------------------------
+
+
+def check_constants(node: Any, text: str | None = None) -> None:
+    """Reject constant subexpressions that are not finite, divide by zero or are too big to compute.
+
+    A subexpression is constant when it holds only numbers and ``pi``/``e``.
+    Its float64 value must be finite (``1/0``, ``log(0)``, ``10**400`` and
+    ``sqrt(-1)`` are mistakes, not models), and SymPy, which computes
+    constants exactly, must not be asked for a number of more than
+    :data:`MAX_CONSTANT_BITS` bits.
+    """
+    import numpy as np
+
+    from . import interp
+    from .expr import unparse
+    from .ops import CONSTANTS
+
+    def fail(n: Any, what: str, fix: str) -> ModelError:
+        return ModelError(what, fix=fix, text=text, offset=n.pos)
+
+    def visit(n: Any) -> tuple[float, float] | None:
+        """``(float value, bits of the exact value)`` for a constant node, else ``None``."""
+        if n.op == "num":
+            v = float(n.value)
+            return v, 4.0 * len(n.text) + (3.33 * abs(math.log10(abs(v))) if v else 0.0)
+        if n.op == "name":
+            return (float(CONSTANTS[n.value]), 64.0) if n.value in CONSTANTS else None
+        found = [visit(a) for a in n.args]
+        if n.op == "div" and found[1] is not None and found[1][0] == 0:
+            raise fail(n, "division by zero", "divide by something that is not 0")
+        if any(f is None for f in found):
+            return None
+        values = [f[0] for f in found if f is not None]
+        bits = [f[1] for f in found if f is not None]
+        if n.op == "pow" and float(values[1]).is_integer() and abs(values[0]) not in (0.0, 1.0):
+            size = bits[0] * max(abs(values[1]), 1.0)
+        else:
+            size = sum(bits)
+        if size > MAX_CONSTANT_BITS:
+            raise fail(
+                n,
+                f"constant {unparse(n)!r} is too large to compute exactly (about {size / 3.32:.3g} digits)",
+                "numbers and constant expressions must fit in a float64",
+            )
+        with np.errstate(all="ignore"):
+            try:
+                value = interp.apply(n, [np.float64(v) for v in values], "numpy", np)
+                result = float(np.asarray(value, dtype=np.float64))
+            except (ArithmeticError, ValueError, TypeError):
+                result = math.nan
+        if not math.isfinite(result):
+            raise fail(
+                n,
+                f"constant {unparse(n)!r} is not a finite float64 number ({result})",
+                "constant expressions must be finite: check for division by zero, log of 0, sqrt of a negative "
+                "number or overflow",
+            )
+        return result, size
+
+    visit(node)

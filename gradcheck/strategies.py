@@ -1,0 +1,292 @@
+"""Hypothesis strategies for gradcheck's own inputs.
+
+Three strategies, each with a stated guarantee (``docs/testing.md`` has
+worked examples)::
+
+    from gradcheck import strategies as gst
+
+    gst.points(model)                 # parameter values: dict name -> float | nested list
+    gst.expressions(names=("w", "x")) # text of a random differentiable expression
+    gst.models()                      # a whole model as a dict for gc.Model.from_dict
+
+Everything drawn is plain Python data (floats, lists, strings, dicts), so it
+prints readably in Hypothesis' falsifying examples and can be pasted into a
+model file. Importing this module imports Hypothesis (and NumPy), never
+torch or SymPy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from .errors import ModelError
+from .model import Model
+
+__all__ = ["expressions", "models", "points"]
+
+
+# --- points -------------------------------------------------------------------
+
+
+def points(model: Model | Mapping[str, Any], *, scale: float = 1.0, endpoints: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+    """Parameter values for ``model``, as ``at=`` for :func:`gradcheck.check`.
+
+    Draws a dict with every parameter of ``model`` (a :class:`~gradcheck.Model`
+    or a dict for :meth:`~gradcheck.Model.from_dict`): a float for a scalar
+    parameter, nested lists in the parameter's shape for a tensor.
+
+    Guarantees:
+
+    * every value is a finite float64;
+    * a parameter with a ``domain: [lo, hi]`` gets values strictly inside
+      it (``lo < v < hi``), or in the closed interval with
+      ``endpoints=True`` -- so ``log(s)`` with ``domain: [0, 10]`` is never
+      evaluated at 0 unless you ask for it;
+    * a parameter without a domain gets values within ``scale * max(1, |v|)``
+      of its file value ``v`` (element by element for tensors);
+    * examples shrink toward the file's values: a failure is reported at
+      the point closest to the model as written (each element is drawn as
+      an offset from its file value, and offsets shrink toward 0).
+
+    It guarantees nothing about the loss: a point may sit on a kink or where
+    the loss is not finite, and :func:`gradcheck.check` reports that as
+    ``kink`` or ``undefined``.
+    """
+    if not isinstance(model, Model):
+        model = Model.from_dict(model)
+    if not (math.isfinite(scale) and scale > 0):
+        raise ModelError(f"points(scale={scale!r}): scale must be a positive finite number")
+    per_param = {}
+    for name, param in model.params.items():
+        elements = [
+            _element(float(v), param.domain, scale, endpoints) for v in np.asarray(param.value, dtype=np.float64).flat
+        ]
+        shape = param.shape
+        per_param[name] = st.tuples(*elements).map(lambda flat, shape=shape: _shaped(flat, shape))
+    return st.fixed_dictionaries(per_param)
+
+
+def _element(value: float, domain: tuple[float, float] | None, scale: float, endpoints: bool) -> st.SearchStrategy[float]:
+    """One float, drawn as ``value + offset`` so that it shrinks toward ``value``."""
+    if domain is None:
+        width = scale * max(1.0, abs(value))
+        lo, hi = value - width, value + width
+    else:
+        lo, hi = domain
+
+    def place(offset: float) -> float:
+        x = value + offset
+        # value + offset is rounded: keep it inside [lo, hi] (or (lo, hi)) exactly
+        if domain is not None and not endpoints:
+            return min(max(x, math.nextafter(lo, math.inf)), math.nextafter(hi, -math.inf))
+        return min(max(x, lo), hi)
+
+    offsets = st.floats(
+        min_value=lo - value,
+        max_value=hi - value,
+        exclude_min=domain is not None and not endpoints and lo - value < 0,
+        exclude_max=domain is not None and not endpoints and hi - value > 0,
+        allow_nan=False,
+        allow_infinity=False,
+        allow_subnormal=False,
+    )
+    return offsets.map(place)
+
+
+def _shaped(flat: Sequence[float], shape: tuple[int, ...]) -> Any:
+    if not shape:
+        return flat[0]
+    return np.asarray(flat, dtype=np.float64).reshape(shape).tolist()
+
+
+# --- expressions ------------------------------------------------------------------
+
+#: Smooth on the whole real line and never large: safe around anything.
+_BOUNDED = ("sin", "cos", "tanh", "sigmoid", "atan", "erf")
+#: Smooth on the whole real line, growing at most linearly.
+_LINEAR = ("asinh", "softplus")
+#: Functions that have kinks (with ``kinks=True`` only).
+_KINKED = ("abs", "relu")
+
+
+@st.composite
+def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> str:
+    """Fully parenthesised text; the first choices (what shrinking moves to) are the simplest."""
+    leaf = st.sampled_from(names) | st.sampled_from(("1", "2", "0.5", "3"))
+    if depth <= 0:
+        return str(draw(leaf))
+
+    def sub() -> str:
+        return str(draw(_expression(names, depth - 1, kinks)))
+
+    kinds = ["leaf", "add", "mul", "bounded", "sub", "neg", "pow", "linear", "div", "positive", "half"]
+    if kinks:
+        kinds += ["kinked", "minmax"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "leaf":
+        return str(draw(leaf))
+    if kind in ("add", "sub", "mul"):
+        op = {"add": "+", "sub": "-", "mul": "*"}[kind]
+        return f"({sub()} {op} {sub()})"
+    if kind == "neg":
+        return f"(-{sub()})"
+    if kind == "pow":
+        return f"({sub()})**{draw(st.sampled_from((2, 3)))}"
+    if kind == "bounded":
+        return f"{draw(st.sampled_from(_BOUNDED))}({sub()})"
+    if kind == "linear":
+        return f"{draw(st.sampled_from(_LINEAR))}({sub()})"
+    if kind == "div":
+        return f"({sub()} / {_positive(draw, sub)})"
+    if kind == "positive":
+        # functions defined only for positive arguments, given one
+        fn = draw(st.sampled_from(("log", "sqrt", "pow_half", "acosh1", "log1p")))
+        p = _positive(draw, sub)
+        if fn == "pow_half":
+            return f"{p}**0.5"
+        if fn == "acosh1":
+            return f"acosh(1 + {p})"
+        return f"{fn}({p})"
+    if kind == "half":
+        # functions defined only on (-1, 1), given an argument in (-0.5, 0.5)
+        fn = draw(st.sampled_from(("asin", "acos", "atanh")))
+        return f"{fn}({draw(st.sampled_from(('tanh', 'sin')))}({sub()}) / 2)"
+    if kind == "kinked":
+        return f"{draw(st.sampled_from(_KINKED))}({sub()})"
+    return f"{draw(st.sampled_from(('max', 'min')))}({sub()}, {sub()})"
+
+
+def _positive(draw: Any, sub: Any) -> str:
+    """Text of an expression that is positive (>= exp(-1)) wherever ``sub()`` is finite."""
+    form = draw(st.sampled_from(("square", "exp", "two_sin", "one_sigmoid")))
+    if form == "square":
+        return f"(1 + ({sub()})**2)"
+    if form == "exp":
+        return f"exp({draw(st.sampled_from(_BOUNDED))}({sub()}))"
+    if form == "two_sin":
+        return f"(2 + sin({sub()}))"
+    return f"(1 + sigmoid({sub()}))"
+
+
+def expressions(
+    names: Sequence[str] = ("w", "x"), *, max_depth: int = 3, kinks: bool = False
+) -> st.SearchStrategy[str]:
+    """Text of random expressions of the model language over ``names``.
+
+    Built from ``+ - * /``, integer powers, and the elementwise functions
+    (``sin cos tanh sigmoid atan erf asinh softplus``, ``exp log log1p sqrt
+    acosh asin acos atanh``, ``x**0.5``), nested at most ``max_depth`` deep,
+    with ``names`` and the constants ``0.5 1 2 3`` as leaves. Every name must
+    be elementwise-compatible (scalars, or vectors of one length).
+
+    Guarantees:
+
+    * the text parses, and uses only ``names``, numbers and functions;
+    * with ``kinks=False`` (the default) the expression is infinitely
+      differentiable wherever its names take finite values: a function with
+      a restricted domain only ever sees an argument inside it -- ``log``,
+      ``sqrt``, ``x**0.5``, ``log1p`` and ``acosh(1 + .)`` get a positive
+      argument (``1 + u**2``, ``exp(tanh(u))``, ``2 + sin(u)``,
+      ``1 + sigmoid(u)``), ``asin``/``acos``/``atanh`` get ``tanh(u)/2`` or
+      ``sin(u)/2``, and a divisor is one of the same positive forms; ``exp``
+      only ever sees a bounded argument, so nothing overflows from ``exp``;
+    * with ``kinks=True`` ``abs``, ``relu``, ``max`` and ``min`` may appear;
+      at their kinks :func:`gradcheck.check` reports ``kink``.
+
+    Not guaranteed: that the value is small (``((x**3)**3)**3`` is allowed),
+    so at large inputs rounding can make a check report ``undefined``
+    honestly. Shrinking moves toward a single name.
+    """
+    names = tuple(names)
+    if not names:
+        raise ModelError("expressions(names=...) needs at least one name")
+    if max_depth < 0:
+        raise ModelError(f"expressions(max_depth={max_depth!r}) must be >= 0")
+    return _expression(names, max_depth, kinks)
+
+
+# --- models -------------------------------------------------------------------
+
+_PARAM_NAMES = ("w", "b", "a", "c")
+_DATA_NAMES = ("x", "z")
+
+
+def _value(lo: float = -2.0, hi: float = 2.0) -> st.SearchStrategy[float]:
+    """Floats with few digits: readable in a falsifying example, exact in YAML."""
+    return st.integers(int(lo * 100), int(hi * 100)).map(lambda k: k / 100)
+
+
+@st.composite
+def _model(draw: Any, max_params: int, max_samples: int, max_depth: int, kinks: bool, vectors: bool) -> dict[str, Any]:
+    n_params = draw(st.integers(1, max_params))
+    params: dict[str, Any] = {name: draw(_value()) for name in _PARAM_NAMES[:n_params]}
+    n_data = draw(st.integers(0, len(_DATA_NAMES)))
+    n = draw(st.integers(1, max_samples))
+    data: dict[str, Any] = {name: [draw(_value()) for _ in range(n)] for name in _DATA_NAMES[:n_data]}
+    names = tuple(params) + tuple(data)
+    terms = [draw(expressions(names, max_depth=max_depth, kinks=kinks))]
+    if draw(st.booleans()):
+        # a parameter with a domain, used where only that domain is safe
+        params["s"] = {"value": draw(_value(0.5, 3.0)), "domain": [0.25, 4.0]}
+        terms.append(f"{draw(st.sampled_from(('log', 'sqrt')))}(s) * {draw(st.sampled_from(names))}")
+    if vectors and draw(st.booleans()):
+        k = draw(st.integers(2, 3))
+        params["V"] = [draw(_value()) for _ in range(k)]
+        data["v"] = [[draw(_value()) for _ in range(k)] for _ in range(n)]
+        terms.append(draw(st.sampled_from(("dot(V, v)", "sum(tanh(V * v))", "logsumexp(V * v)"))))
+    spec: dict[str, Any] = {"params": params}
+    if data:
+        spec["data"] = data
+    y_pred = " + ".join(terms)
+    if data and draw(st.booleans()):
+        data["y"] = [draw(_value()) for _ in range(n)]
+        spec["model"] = {"y_pred": y_pred, "loss": draw(st.sampled_from(("(y_pred - y)**2", "softplus(y_pred - y)")))}
+    else:
+        spec["model"] = {"loss": y_pred}
+    spec["reduction"] = draw(st.sampled_from(("mean", "sum", "none")))
+    return spec
+
+
+def models(
+    *,
+    max_params: int = 3,
+    max_samples: int = 4,
+    max_depth: int = 2,
+    kinks: bool = False,
+    vectors: bool = True,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Random whole models, as dicts for :meth:`gradcheck.Model.from_dict`.
+
+    A model has 1 to ``max_params`` scalar parameters (``w b a c``) with
+    values in [-2, 2]; 0 to 2 data columns (``x z``) of 1 to ``max_samples``
+    samples; a loss built from :func:`expressions` (with ``max_depth`` and
+    ``kinks``), sometimes as ``y_pred`` plus ``(y_pred - y)**2`` or
+    ``softplus(y_pred - y)`` against a target column ``y``; a
+    ``reduction`` of ``mean``, ``sum`` or ``none``. Sometimes a parameter
+    ``s`` with ``domain: [0.25, 4]`` used as ``log(s)`` or ``sqrt(s)``, and
+    with ``vectors=True`` sometimes a vector parameter ``V`` with a vector
+    data column ``v`` of 2 or 3 elements, used through ``dot``, ``sum`` or
+    ``logsumexp``.
+
+    Guarantees:
+
+    * ``Model.from_dict`` accepts every dict drawn (names, shapes, sample
+      counts all valid), and ``yaml.safe_dump`` of it is a model file;
+    * numbers have at most two decimals, so they are exact in the file;
+    * with ``kinks=False`` the loss is smooth at every parameter value
+      (every domain-restricted function is guarded as in
+      :func:`expressions`, and ``s`` stays inside its domain under
+      :func:`points`), so a correct autodiff engine agrees with the exact
+      gradient up to rounding; with ``kinks=True`` a check may report
+      ``kink``.
+    """
+    if max_params < 1 or max_params > len(_PARAM_NAMES):
+        raise ModelError(f"models(max_params={max_params!r}) must be between 1 and {len(_PARAM_NAMES)}")
+    if max_samples < 1:
+        raise ModelError(f"models(max_samples={max_samples!r}) must be >= 1")
+    return _model(max_params, max_samples, max_depth, kinks, vectors)

@@ -1,0 +1,183 @@
+"""``gradcheck train``: the command line of :func:`gradcheck.train.train`.
+
+Nothing heavy is imported until the flags and the model file are valid, so
+``--help`` and bad input answer at once (no torch import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .cli import EXIT_OK, _Parser, _positive_int
+from .errors import ModelError
+
+_EPILOG = """\
+Training runs in the model's dtype (check.dtype). --mode sgd takes one step per
+sample in data order (the classic PyTorch lesson); batch one step per epoch on
+the reduced loss. The update is p = p - lr * grad, for autograd exactly the
+lesson's `w.data = w.data - lr * w.grad.data`.
+
+exit status: 0 trained; 2 unusable input (bad file, flag, source or --predict).
+
+Check gradients with: gradcheck MODEL.yaml --help
+Docs: docs/tutorial.md, docs/cli.md
+"""
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="gradcheck train",
+        description=(
+            "Gradient descent on a model file's parameters with the gradient from one source "
+            "(or all three side by side), reporting the final parameters, the loss after each "
+            "epoch and, with --predict, the model's output before and after training."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL.yaml", help="the model file to train")
+    p.add_argument(
+        "--epochs", type=_positive_int, metavar="N", help="passes over the data (default: train.epochs, 100)"
+    )
+    p.add_argument("--lr", type=_learning_rate, metavar="LR", help="learning rate (default: train.lr, 0.01)")
+    p.add_argument(
+        "--mode",
+        metavar="sgd|batch",
+        help="sgd: one step per sample, in data order; batch: one step per epoch on the reduced loss "
+        "(default: train.mode, sgd)",
+    )
+    p.add_argument(
+        "--source",
+        default="autograd",
+        metavar="symbolic|autograd|finite_difference|all",
+        help="where the gradient comes from; all runs the three side by side from the same start "
+        "and reports the largest difference between their parameters (default: autograd)",
+    )
+    p.add_argument(
+        "--predict",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a data column's value for one sample (a number, or a list such as [1, 2] for a vector "
+        "column); prints the model's output there before and after training (repeatable; "
+        "default: train.predict)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the loss against epoch, one line per source, to FILE.png")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+    return p
+
+
+def parse_predict(items: Sequence[str]) -> dict[str, Any]:
+    """``["x=4", "v=[1, 2]"]`` -> ``{"x": 4.0, "v": [1.0, 2.0]}``; a :class:`ModelError` if malformed."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name or not text:
+            raise ModelError(f"--predict expects NAME=VALUE, got {item!r}", fix="e.g. --predict x=4")
+        try:
+            value = json.loads(text) if text.startswith("[") else float(text)
+        except ValueError:
+            raise ModelError(
+                f"--predict {name}= needs a number (or a [list] for a vector column), got {text!r}",
+                fix="e.g. --predict x=4",
+            ) from None
+        out[name] = value
+    return out
+
+
+def _check_plot_path(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ModelError(f"--plot {path!r}: no such directory {folder!r}", fix="create it or name another file")
+
+
+class _Progress:
+    """A rich progress bar on stderr, shown once a run has taken more than a second."""
+
+    DELAY = 1.0
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, source: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.monotonic() - self.start < self.DELAY:
+                return
+            from rich.progress import Progress
+
+            from .cli import _console
+
+            self.bar = Progress(console=_console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("training", total=total)
+        self.bar.update(self.task, completed=done, description=f"training ({source})")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def run_train(argv: Sequence[str]) -> int:
+    """``gradcheck train ...``; returns the exit status (bad input raises :class:`ModelError`)."""
+    args = train_parser().parse_args(argv)
+    predict = parse_predict(args.predict)
+    if args.plot:
+        _check_plot_path(args.plot)
+    from .model import load
+
+    model = load(args.model)
+    if predict:
+        predict = {**model.train.predict, **predict}
+    from .train import train
+
+    progress = _Progress(enabled=not args.json)
+    try:
+        result = train(
+            model,
+            epochs=args.epochs,
+            lr=args.lr,
+            mode=args.mode,
+            source=args.source,
+            predict=predict or None,
+            progress=progress,
+        )
+    finally:
+        progress.stop()
+    if args.plot:
+        from .plots import plot_losses
+
+        plot_losses(result, args.plot)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        from .cli import _console
+
+        console = _console()
+        result.render(console)
+        if args.plot:
+            console.print(f"loss plot written to {args.plot}")
+    return EXIT_OK

@@ -1,0 +1,117 @@
+"""The expression language: parsing, precedence, shapes, and what it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from gradcheck.errors import ModelError
+from gradcheck.expr import MAX_DEPTH, infer_shapes, parse, unparse
+
+
+@pytest.mark.parametrize(
+    ("text", "tree"),
+    [
+        ("x * w + b", "add(mul(x, w), b)"),
+        ("-x**2", "neg(pow(x, 2))"),
+        ("2**-1", "pow(2, neg(1))"),
+        ("a**b**c", "pow(a, pow(b, c))"),
+        ("a - b - c", "sub(sub(a, b), c)"),
+        ("a / b * c", "mul(div(a, b), c)"),
+        ("W @ x + b", "add(matmul(W, x), b)"),
+        ("M.T[0, 1]", "index(T(M))[0, 1]"),
+        ("max(a, b)", "max(a, b)"),
+        ("exp(-(x - 1.5e-3))", "exp(neg(sub(x, 1.5e-3)))"),
+        ("+a", "a"),
+    ],
+)
+def test_precedence_follows_python(text, tree):
+    def show(n):
+        if n.op in ("num", "name"):
+            return n.text or str(n.value)
+        inner = f"{n.op}({', '.join(show(a) for a in n.args)})"
+        return inner + (f"[{', '.join(map(str, n.value))}]" if n.op == "index" else "")
+
+    assert show(parse(text)) == tree
+
+
+@pytest.mark.parametrize("text", ["x * w + b", "-x**2", "(a - b) * (c + d)", "a - (b - c)", "exp(W @ x).T[1]", "(-a)**2"])
+def test_unparse_round_trips(text):
+    assert unparse(parse(unparse(parse(text)))) == unparse(parse(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "offset"),
+    [
+        ("x +", "expected a number, a name or '\\(', found the end", 3),
+        ("x * (w + b", "expected '\\)'", 10),
+        ("foo(x)", "unknown function 'foo'", 0),
+        ("sinn(x)", "did you mean 'sin'", 0),
+        ("max(x)", "max\\(\\) takes 2 arguments, got 1", 0),
+        ("x.real", "attribute 'real' is not allowed", 2),
+        ("x[i]", "index must be an integer constant", 2),
+        ("x == 1", "unexpected character '='", 2),
+        ("'a'", "strings are not allowed", 0),
+        ("lambda: 1", "unexpected ':'|unexpected character ':'", 6),
+        ("1x", "bad number", 0),
+        ("", "empty expression", None),
+    ],
+)
+def test_syntax_errors_name_the_position(text, message, offset):
+    with pytest.raises(ModelError, match=message) as info:
+        parse(text)
+    assert info.value.offset == offset
+    if offset is not None:
+        caret_line = str(info.value).splitlines()[-1]
+        assert caret_line.index("^") - 4 == offset
+
+
+def test_nesting_limit():
+    parse("(" * (MAX_DEPTH - 1) + "x" + ")" * (MAX_DEPTH - 1))
+    with pytest.raises(ModelError, match="nesting deeper than"):
+        parse("(" * (MAX_DEPTH + 1) + "x" + ")" * (MAX_DEPTH + 1))
+    with pytest.raises(ModelError, match="nesting deeper than"):
+        parse("-" * (MAX_DEPTH + 5) + "x")
+
+
+def test_dunder_names_are_refused():
+    with pytest.raises(ModelError, match="names may not start with '__'|not allowed"):
+        parse("__class__")
+    with pytest.raises(ModelError, match="unknown function '__import__'"):
+        parse("__import__(os)")
+
+
+@pytest.mark.parametrize(
+    ("text", "shape"),
+    [
+        ("W @ x", (2,)),
+        ("x @ W.T", (2,)),
+        ("W.T @ W", (3, 3)),
+        ("x @ x", ()),
+        ("W * x", (2, 3)),
+        ("sum(W) + s", ()),
+        ("softmax(W @ x)", (2,)),
+        ("W[1]", (3,)),
+        ("W[1, -1]", ()),
+        ("x + s", (3,)),
+    ],
+)
+def test_shapes(text, shape):
+    shapes = {"W": (2, 3), "x": (3,), "s": ()}
+    assert infer_shapes(parse(text), shapes).shape == shape
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("W @ W", "matching inner sizes.*3 != 2"),
+        ("W + y", "do not broadcast"),
+        ("dot(x, y)", "dot needs two vectors of one length"),
+        ("W[2]", "index 2 is out of range"),
+        ("s[0]", "1 indices into a value of shape \\[\\]"),
+        ("softmax(s)", "needs a vector"),
+    ],
+)
+def test_shape_errors(text, message):
+    shapes = {"W": (2, 3), "x": (3,), "y": (2,), "s": ()}
+    with pytest.raises(ModelError, match=message):
+        infer_shapes(parse(text), shapes, text)
