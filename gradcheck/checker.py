@@ -142,7 +142,7 @@ def _judge_point(
     loss_ok = bool(np.all(np.isfinite(np.asarray(sym.loss, dtype=np.float64))))
     fd = found["finite_difference"]
     gradients = {}
-    for name, param in model.params.items():
+    for name in model.params:
         ref = sym.values[name]
         shape = ref.shape
         elems = {}

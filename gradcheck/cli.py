@@ -153,7 +153,9 @@ def _console(stderr: bool = False) -> Any:
     stream = sys.stderr if stderr else sys.stdout
     # Off a terminal there is no width to fit: keep rows whole rather than wrap at 80.
     width = None if stream.isatty() else 160
-    return Console(stderr=stderr, highlight=False, width=width, no_color="NO_COLOR" in os.environ or None)
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: no colour, and no other escapes either
+        return Console(stderr=stderr, highlight=False, width=width, color_system=None)
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 class _Progress:
@@ -200,7 +202,7 @@ def run_check(argv: Sequence[str]) -> int:
                     points=args.points,
                     seed=args.seed,
                     strict=args.strict,
-                    progress=lambda msg, name=model.name: progress(f"{name}: {msg}"),
+                    progress=_prefixed(progress, model.name),
                 )
             )
             if args.plot:
@@ -220,6 +222,13 @@ def run_check(argv: Sequence[str]) -> int:
                 console.print()
             report.render(console)
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAIL
+
+
+def _prefixed(progress: _Progress, name: str) -> Any:
+    def say(message: str) -> None:
+        progress(f"{name}: {message}")
+
+    return say
 
 
 def _plot_path(path: str, name: str, count: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ModelError(ValueError):
     """A model file, expression or argument that gradcheck cannot use.
@@ -50,13 +52,18 @@ class ModelError(ValueError):
         head = where + (f"{self.entry}: " if self.entry else "") + self.what
         if self.fix:
             head += f" — {self.fix}"
-        if self.text is not None and self.offset is not None and "\n" not in self.text:
-            head += f"\n    {self.text}\n    {' ' * self.offset}^"
+        if self.text is not None and self.offset is not None:
+            text = self.text.rstrip("\n")  # a block scalar's final newline
+            offset = min(self.offset, len(text))
+            start = text.rfind("\n", 0, offset) + 1  # several lines: show the one with the caret
+            end = text.find("\n", start)
+            shown = text[start : len(text) if end < 0 else end]
+            head += f"\n    {shown}\n    {' ' * (offset - start)}^"
         return head
 
     def located(self, **where: object) -> ModelError:
         """A copy with the missing location parts filled in from ``where``."""
-        parts = {
+        parts: dict[str, Any] = {
             "fix": self.fix,
             "file": self.file,
             "entry": self.entry,
@@ -68,8 +75,7 @@ class ModelError(ValueError):
         for key, value in where.items():
             if parts.get(key) is None:
                 parts[key] = value
-        err = ModelError(self.what, **parts)  # type: ignore[arg-type]
-        return err
+        return ModelError(self.what, **parts)
 
 
 def close_match(name: str, candidates: object) -> str | None:

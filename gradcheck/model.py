@@ -318,6 +318,8 @@ class _Builder:
             style = getattr(node, "style", None)
             if err.offset is not None and node.start_mark.line == node.end_mark.line:
                 col += err.offset + (1 if style in ("'", '"') else 0)
+            elif err.offset is not None and err.text is not None:
+                line, col = _position_in_buffer(node, err.text, err.offset) or (line, col)
         return err.located(file=self.file, entry=".".join(where), line=line, col=col)
 
     # -- sections -------------------------------------------------------------
@@ -732,6 +734,41 @@ class _Builder:
                 )
             out[key] = node
         return out
+
+
+def _position_in_buffer(node: Any, text: str, offset: int) -> tuple[int, int] | None:
+    """1-based line and column in the file of ``text[offset]`` for a scalar spread over lines.
+
+    Block (``|``, ``>``) and multi-line plain or quoted scalars lose their
+    indentation and line breaks on loading; the characters that are not
+    blanks still come in order, so they are matched one by one.
+    """
+    buffer = getattr(node.start_mark, "buffer", None)
+    if not buffer:
+        return None
+    p, end = node.start_mark.pointer, node.end_mark.pointer
+    if getattr(node, "style", None) in ("|", ">"):
+        p = buffer.find("\n", p, end) + 1  # the content starts on the next line
+        if p == 0:
+            return None
+    elif getattr(node, "style", None) in ("'", '"'):
+        p += 1
+    target = p
+    for i, ch in enumerate(text[: offset + 1]):
+        if ch.isspace():
+            continue
+        while p < end and buffer[p] != ch:
+            p += 1
+        if p >= end:
+            return None
+        target = p
+        p += 1
+        if i == offset:
+            break
+    else:
+        target = p  # the offset is a blank or the end: just after the last character matched
+    line = buffer.count("\n", 0, target) + 1
+    return line, target - buffer.rfind("\n", 0, target)
 
 
 def _short(value: Any) -> str:

@@ -192,7 +192,7 @@ def plot_steps(model: Any, report: Any, path: str | os.PathLike[str]) -> None:
     eps = float(np.finfo(np.dtype(dtype)).eps)
     names = list(report.points[0].gradients)[:MAX_PANELS]
     fig, axes = _figure(len(names), min(3, len(names)))
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=True):
         c = step_curve(model, report, name)
         if c is None:
             ax.text(0.5, 0.5, f"{name}: no room for a step inside its domain", transform=ax.transAxes, ha="center")

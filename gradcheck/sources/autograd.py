@@ -64,6 +64,8 @@ def backward(model: Model, fn: LossFn, point: Mapping[str, np.ndarray], dtype: s
     losses = fn(params, data)
     if not isinstance(losses, torch.Tensor):
         losses = torch.as_tensor(losses, dtype=tdtype)
+    if source == "autograd" and model.data and losses.ndim == 0:
+        losses = losses.expand(n)  # a loss that does not involve the data is the same for every sample
     if source != "autograd" and tuple(losses.shape) not in ([(n,)] if model.data else [(), (1,)]):
         # a summed or broadcast loss would be reduced wrongly and show up as a confusing mismatch
         raise ModelError(

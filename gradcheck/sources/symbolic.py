@@ -1,17 +1,42 @@
 """The symbolic source: SymPy differentiates, mpmath evaluates exactly.
 
-The per-sample loss is built as a SymPy expression from the IR (each tensor
-element its own real symbol), differentiated with ``sympy.diff`` and
-evaluated with mpmath at :data:`DPS` significant digits; only the final sum
-over samples is rounded to float64. So this column is exact to the last bit
-where float evaluation is not (overflow, cancellation). Nothing here touches
-torch or the finite differences.
+How the gradient is derived (see ``docs/how-it-works.md``):
+
+* **Reverse accumulation over the IR.** The model's entries are run once on
+  NumPy object arrays of SymPy symbols. Every element an op produces becomes
+  a fresh real symbol with its defining expression (a *tape*: the entries'
+  values are shared subexpressions by construction, nothing is inlined), and
+  SymPy differentiates each of those small expressions with respect to its
+  own operands only (the local partials). The adjoints are then accumulated
+  backwards over the tape, each again a named subexpression. The cost is
+  proportional to the number of (output, operand) pairs of the ops, i.e.
+  linear in the model's size, where differentiating the inlined loss once
+  per parameter element is quadratic.
+* **Evaluation in mpmath at** :data:`DPS` **digits, vectorized over samples.**
+  The tape is printed once as straight-line Python (SymPy's mpmath printer;
+  the tape already is the common-subexpression elimination that
+  ``sympy.cse`` would find, at no search cost) and compiled; the compiled
+  function is cached on ``model.cache``. Parameters are mpmath scalars and
+  every data element is a NumPy object array of mpmath numbers over the
+  samples, so each tape line runs once for all samples and subexpressions
+  that depend on parameters only run once. Where a line cannot run on arrays
+  (a ``Piecewise``) or raises (a division by zero), the samples are evaluated
+  one at a time, each tape line guarded, so one undefined value poisons only
+  what depends on it. Only the final sums over samples (``mpmath.fsum``) are
+  rounded to float64, so this column is exact to the last bit where float
+  evaluation is not (overflow, cancellation).
+* **Readable formulas** (:func:`formula`) are built separately and lazily:
+  the per-sample loss inlined into one expression and differentiated with
+  ``sympy.diff`` per element, only for the parameters a caller asks about
+  (the report asks for those with at most 16 elements).
+
+Nothing here touches torch or the finite differences.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,53 +48,67 @@ from . import Gradients
 #: Significant digits of the mpmath evaluation.
 DPS = 40
 
+#: Exceptions an mpmath evaluation raises where a value is undefined.
+_ERRORS = (ZeroDivisionError, ValueError, OverflowError, TypeError, ArithmeticError)
+
+
+# --- readable symbols, the inlined loss, per-element formulas -------------
+
 
 @dataclass
 class _Built:
     param_symbols: dict[str, np.ndarray]  # object arrays of Symbols, in param shape
     data_symbols: dict[str, np.ndarray]  # object arrays, in per-sample shape
-    loss: Any
-    grads: dict[str, np.ndarray]  # object arrays of derivative expressions
-    fn: Any = None  # lambdified [loss, *grads] (mpmath)
+    inlined: Any = None  # the per-sample loss as one expression (built on demand)
+    grads: dict[str, np.ndarray] = field(default_factory=dict)  # formulas built so far
+
+    @property
+    def loss(self) -> Any:
+        return self.inlined
 
 
-def _symbols(name: str, shape: tuple[int, ...]) -> np.ndarray:
+def _symbols(name: str, shape: tuple[int, ...], label: str | None = None) -> np.ndarray:
     import sympy
 
+    label = name if label is None else label
     if not shape:
-        return np.asarray(sympy.Symbol(name, real=True), dtype=object)
+        return np.asarray(sympy.Symbol(label, real=True), dtype=object)
     out = np.empty(shape, dtype=object)
     for idx in np.ndindex(*shape):
-        out[idx] = sympy.Symbol(f"{name}[{', '.join(map(str, idx))}]", real=True)
+        inner = ", ".join(map(str, idx)) if label == name else "_".join(map(str, idx))
+        out[idx] = sympy.Symbol(f"{label}[{inner}]" if label == name else f"{label}_{inner}", real=True)
     return out
 
 
 def _build(model: Model) -> _Built:
     cached = model.cache.get("symbolic")
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
-    import sympy
+    if cached is None:
+        import sympy
 
-    params = {k: _symbols(k, p.shape) for k, p in model.params.items()}
-    data = {k: _symbols(k, model.shape_of(k)) for k in model.data}
-    values = interp.evaluate(model.entries, {**params, **data}, "sympy", sympy, until=model.loss)
-    loss = np.asarray(values[model.loss], dtype=object).item()
-    grads = {}
-    for name, syms in params.items():
-        out = np.empty(syms.shape, dtype=object)
-        for idx in np.ndindex(*syms.shape):
-            out[idx] = sympy.diff(loss, syms[idx])
-        grads[name] = out
-    built = _Built(params, data, loss, grads)
-    model.cache["symbolic"] = built
-    return built
+        params = {k: _symbols(k, p.shape) for k, p in model.params.items()}
+        data = {k: _symbols(k, model.shape_of(k)) for k in model.data}
+        values = interp.evaluate(model.entries, {**params, **data}, "sympy", sympy, until=model.loss)
+        loss = np.asarray(values[model.loss], dtype=object).item()
+        cached = model.cache["symbolic"] = _Built(params, data, loss)
+    return cached  # type: ignore[no-any-return]
 
 
 def formula(model: Model, name: str) -> Any:
-    """The derivative of the per-sample loss with respect to ``name`` (SymPy)."""
+    """The derivative of the per-sample loss with respect to ``name`` (SymPy).
+
+    Built on first request by differentiating the inlined loss per element,
+    so it reads as SymPy writes it (e.g. ``2*x*(b + w*x - y)``).
+    """
     import sympy
 
-    g = _build(model).grads[name]
+    built = _build(model)
+    g = built.grads.get(name)
+    if g is None:
+        syms = built.param_symbols[name]
+        g = np.empty(syms.shape, dtype=object)
+        for idx in np.ndindex(*syms.shape):
+            g[idx] = sympy.diff(built.loss, syms[idx])
+        built.grads[name] = g
     return g.item() if g.ndim == 0 else sympy.Array(g.tolist())
 
 
@@ -85,6 +124,242 @@ def expression(model: Model, node: Any) -> np.ndarray:
     built = _build(model)
     env = interp.evaluate(model.entries, {**built.param_symbols, **built.data_symbols}, "sympy", sympy)
     return np.asarray(interp.run(node, env, "sympy", sympy), dtype=object)
+
+
+# --- the tape: reverse accumulation over the IR ---------------------------
+
+
+@dataclass
+class _Tape:
+    """Straight-line code for ``[loss, *gradient elements]`` of the per-sample loss."""
+
+    params: list[Any]  # input symbols of the param elements, in order
+    data: list[tuple[str, tuple[int, ...], Any]]  # (column, element index, input symbol)
+    lines: list[tuple[Any, Any]]  # (symbol, expression), forward then adjoints
+    outputs: list[Any]  # the loss, then every param element's derivative
+    layout: list[tuple[str, tuple[int, ...]]]
+    vectorized: Any = None  # compiled: (params, data arrays) -> outputs
+    guarded: Any = None  # compiled, every line in try/except: one sample at a time
+
+
+def _partials(expr: Any, active: set[Any]) -> dict[Any, Any]:
+    """d expr / d s for every active symbol s in ``expr``.
+
+    Sums and products are split by hand (one pass, linear in their size);
+    everything else is a function of a few operands and goes to ``diff``.
+    """
+    if expr.is_Symbol:
+        return {expr: 1} if expr in active else {}
+    if not (expr.free_symbols & active):
+        return {}
+    out: dict[Any, Any] = {}
+    if expr.is_Add:
+        for term in expr.args:
+            for s, p in _partials(term, active).items():
+                out[s] = out[s] + p if s in out else p
+        return out
+    if expr.is_Mul:
+        factors = expr.args
+        for i, factor in enumerate(factors):
+            sub = _partials(factor, active)
+            if not sub:
+                continue
+            rest = expr.func(*(factors[:i] + factors[i + 1 :]))
+            for s, p in sub.items():
+                out[s] = out[s] + p * rest if s in out else p * rest
+        return out
+    return {s: expr.diff(s) for s in expr.free_symbols & active}
+
+
+def _record(model: Model) -> _Tape:
+    """Run the entries on symbols, then accumulate adjoints backwards."""
+    import sympy
+
+    params = {k: _symbols(k, p.shape, f"p{i}") for i, (k, p) in enumerate(model.params.items())}
+    data = {k: _symbols(k, model.shape_of(k), f"d{i}") for i, k in enumerate(model.data)}
+    active: set[Any] = {s for arr in params.values() for s in arr.reshape(-1)}
+    lines: list[tuple[Any, Any]] = []
+    partials: dict[Any, dict[Any, Any]] = {}
+
+    def materialize(value: Any) -> Any:
+        arr = np.asarray(value, dtype=object)
+        out = np.empty(arr.shape, dtype=object)
+        for idx in np.ndindex(*arr.shape):
+            e = sympy.sympify(arr[idx])
+            if e.is_Atom or not e.free_symbols:
+                out[idx] = e
+                continue
+            t = sympy.Symbol(f"t{len(lines)}", real=True)
+            lines.append((t, e))
+            local = _partials(e, active)
+            if local:
+                active.add(t)
+                partials[t] = local
+            out[idx] = t
+        return out if arr.shape else out[()]
+
+    def run(node: Any, env: dict[str, Any]) -> Any:
+        if node.op == "num":
+            return interp.number(node, "sympy", sympy)
+        if node.op == "name":
+            name = str(node.value)
+            return env[name] if name in env else interp.constant(name, "sympy", sympy)
+        args = [run(a, env) for a in node.args]
+        return materialize(interp.apply(node, args, "sympy", sympy))
+
+    env: dict[str, Any] = {**params, **data}
+    for name, node in model.entries.items():
+        env[name] = run(node, env)
+        if name == model.loss:
+            break
+    loss = sympy.sympify(np.asarray(env[model.loss], dtype=object).item())
+
+    # Backwards: a symbol's adjoint is complete once every later line is done.
+    contributions: dict[Any, list[Any]] = {loss: [sympy.Integer(1)]} if loss.is_Symbol else {}
+    backward: list[tuple[Any, Any]] = []
+    for t, _ in reversed(lines):
+        terms = contributions.pop(t, None)
+        if not terms or t not in partials:
+            continue
+        adjoint = sympy.Add(*terms)
+        if not adjoint.is_Atom:
+            g = sympy.Symbol(f"g{len(backward)}", real=True)
+            backward.append((g, adjoint))
+            adjoint = g
+        for s, p in partials[t].items():
+            contributions.setdefault(s, []).append(adjoint * p)
+
+    outputs: list[Any] = [loss]
+    layout: list[tuple[str, tuple[int, ...]]] = []
+    for name, syms in params.items():
+        for s in syms.reshape(-1):
+            outputs.append(sympy.Add(*contributions.get(s, [])))
+        layout.append((name, syms.shape))
+    data_inputs = [(k, idx, syms[idx]) for k, syms in data.items() for idx in np.ndindex(*syms.shape)]
+    param_inputs = [s for syms in params.values() for s in syms.reshape(-1)]
+    return _Tape(param_inputs, data_inputs, lines + backward, outputs, layout)
+
+
+# --- printing and compiling the tape --------------------------------------
+
+
+def _vectorize(fn: Any) -> Any:
+    """``fn`` elementwise over object arrays, as it is on scalars."""
+    ufuncs: dict[int, Any] = {}
+
+    def call(*args: Any) -> Any:
+        if not any(isinstance(a, np.ndarray) for a in args):
+            return fn(*args)
+        uf = ufuncs.get(len(args))
+        if uf is None:
+            uf = ufuncs[len(args)] = np.frompyfunc(fn, len(args), 1)
+        return uf(*args)
+
+    return call
+
+
+#: mpmath functions the printed tape may call, made elementwise over samples.
+_FUNCTIONS = (
+    "exp log sqrt sin cos tan sec csc cot asin acos atan sinh cosh tanh sech csch coth asinh acosh atanh "
+    "erf erfc sign atan2 fabs log1p expm1 cbrt"
+).split()
+
+
+def _namespace() -> dict[str, Any]:
+    import mpmath
+
+    ns: dict[str, Any] = {k: getattr(mpmath, k) for k in dir(mpmath) if not k.startswith("_")}
+    for name in _FUNCTIONS:
+        if hasattr(mpmath, name):
+            ns[name] = _vectorize(getattr(mpmath, name))
+
+    def heaviside(x: Any, at_zero: Any = mpmath.mpf(1) / 2) -> Any:
+        return mpmath.mpf(1) if x > 0 else mpmath.mpf(0) if x < 0 else at_zero
+
+    ns["_heaviside"] = _vectorize(heaviside)
+    ns["_max"] = _vectorize(lambda *a: max(a))
+    ns["_min"] = _vectorize(lambda *a: min(a))
+    ns["_nan"] = mpmath.nan
+    ns["_ERRORS"] = _ERRORS
+    return ns
+
+
+def _printer() -> Any:
+    from sympy.printing.pycode import MpmathPrinter
+
+    class Printer(MpmathPrinter):  # type: ignore[misc]
+        # Calls instead of Python's max() and conditional expressions, so that
+        # a line runs on object arrays of samples.
+        def _print_Heaviside(self, expr: Any) -> str:
+            return f"_heaviside({', '.join(self._print(a) for a in expr.args)})"
+
+        def _print_Max(self, expr: Any) -> str:
+            return f"_max({', '.join(self._print(a) for a in expr.args)})"
+
+        def _print_Min(self, expr: Any) -> str:
+            return f"_min({', '.join(self._print(a) for a in expr.args)})"
+
+    return Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True})
+
+
+def _compile(tape: _Tape) -> None:
+    printer = _printer()
+    head = ["def _f(_p, _d):"]
+    if tape.params:
+        head.append(f"    {', '.join(map(str, tape.params))}, = _p")
+    if tape.data:
+        head.append(f"    {', '.join(str(s) for _, _, s in tape.data)}, = _d")
+    code = [(str(t), printer.doprint(e)) for t, e in tape.lines]
+    ret = f"    return [{', '.join(printer.doprint(e) for e in tape.outputs)}]"
+    plain = head + [f"    {t} = {e}" for t, e in code] + [ret]
+    guarded = list(head)
+    for t, e in code:
+        guarded += ["    try:", f"        {t} = {e}", "    except _ERRORS:", f"        {t} = _nan"]
+    guarded += ["    try:", "    " + ret, "    except _ERRORS:", f"        return [_nan] * {len(tape.outputs)}"]
+    for attr, lines in (("vectorized", plain), ("guarded", guarded)):
+        ns = _namespace()
+        exec(compile("\n".join(lines), "<gradcheck symbolic tape>", "exec"), ns)  # our own printed SymPy code
+        setattr(tape, attr, ns["_f"])
+
+
+def _tape(model: Model) -> _Tape:
+    tape = model.cache.get("symbolic_tape")
+    if tape is None:
+        tape = _record(model)
+        _compile(tape)
+        model.cache["symbolic_tape"] = tape
+    return tape  # type: ignore[no-any-return]
+
+
+def _run_tape(model: Model, tape: _Tape, point: dict[str, np.ndarray]) -> list[list[Any]]:
+    """``columns[k][sample]``: output k of the tape for every sample (mpmath numbers)."""
+    import mpmath
+
+    n = model.n_samples
+    with mpmath.workdps(DPS):
+        to_mp = np.frompyfunc(mpmath.mpf, 1, 1)
+        p_args = [mpmath.mpf(v) for name in model.params for v in np.asarray(point[name], np.float64).reshape(-1)]
+        d_args = [to_mp(np.asarray(model.data[k], np.float64)[(slice(None),) + idx]) for k, idx, _ in tape.data]
+        try:
+            with np.errstate(all="ignore"):
+                outs = tape.vectorized(p_args, d_args)
+            columns = [list(o) if isinstance(o, np.ndarray) else [o] * n for o in outs]
+            if all(len(c) == n for c in columns):
+                return columns
+        except _ERRORS:
+            pass
+        rows = [tape.guarded(p_args, [d[i] for d in d_args]) for i in range(n)]
+    return [list(col) for col in zip(*rows)]
+
+
+def gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients:
+    """Exact gradients of the reduced loss at ``point``, rounded to float64."""
+    tape = _tape(model)
+    columns = _run_tape(model, tape, point)
+    return _collect(model, columns, tape.layout, "symbolic")
+
+
+# --- evaluating given expressions (``expected``) ---------------------------
 
 
 def _flat_symbols(built: _Built) -> list[Any]:
@@ -165,22 +440,13 @@ def _reduce_mp(column: list[Any], reduction: str) -> Any:
         return total / len(column) if reduction == "mean" else total
 
 
-def gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients:
-    """Exact gradients of the reduced loss at ``point``, rounded to float64."""
-    built = _build(model)
-    exprs = [built.loss]
-    layout: list[tuple[str, tuple[int, ...]]] = []
-    for name, g in built.grads.items():
-        exprs.extend(g.reshape(-1).tolist())
-        layout.append((name, g.shape))
-    rows = evaluate_exprs(model, exprs, point)
-    return _collect(model, rows, layout, "symbolic")
-
-
-def _collect(model: Model, rows: list[list[Any]], layout: list[tuple[str, tuple[int, ...]]], source: str) -> Gradients:
-    """Reduce per-sample mpmath rows ``[loss, *grad elements]`` into a result."""
-    n = len(rows)
-    per_sample = np.array([[_to_float(v) for v in row] for row in rows], dtype=np.float64).reshape(n, -1)
+def _collect(
+    model: Model, columns: list[list[Any]], layout: list[tuple[str, tuple[int, ...]]], source: str
+) -> Gradients:
+    """Reduce per-sample mpmath columns ``[loss, *grad elements]`` into a result."""
+    n = len(columns[0])
+    as_float = np.frompyfunc(_to_float, 1, 1)
+    per_sample = np.asarray(as_float(np.array(columns, dtype=object)), dtype=np.float64).reshape(-1, n).T
     values: dict[str, np.ndarray] = {}
     scale: dict[str, np.ndarray] = {}
     k = 1
@@ -191,7 +457,7 @@ def _collect(model: Model, rows: list[list[Any]], layout: list[tuple[str, tuple[
             values[name] = cols.reshape((n,) + shape)
             scale[name] = np.abs(values[name])
         else:
-            reduced = [_to_float(_reduce_mp([row[k + j] for row in rows], model.reduction)) for j in range(size)]
+            reduced = [_to_float(_reduce_mp(columns[k + j], model.reduction)) for j in range(size)]
             values[name] = np.array(reduced, dtype=np.float64).reshape(shape)
             mags = np.abs(cols).sum(axis=0) / (n if model.reduction == "mean" else 1)
             scale[name] = mags.reshape(shape)
@@ -199,7 +465,7 @@ def _collect(model: Model, rows: list[list[Any]], layout: list[tuple[str, tuple[
     if model.reduction == "none":
         loss: Any = per_sample[:, 0]
     else:
-        loss = _to_float(_reduce_mp([row[0] for row in rows], model.reduction))
+        loss = _to_float(_reduce_mp(columns[0], model.reduction))
     return Gradients(source, values, None, loss, {"scale": scale, "per_sample_loss": per_sample[:, 0]})
 
 
@@ -214,4 +480,4 @@ def expected_gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients:
         exprs.extend(arr.reshape(-1).tolist())
         layout.append((name, shape))
     rows = evaluate_exprs(model, exprs, point)
-    return _collect(model, rows, layout, "expected")
+    return _collect(model, [list(col) for col in zip(*rows)], layout, "expected")
