@@ -119,7 +119,7 @@ def assert_agree(
     )
     if not report.ok:
         raise AssertionError(
-            f"gradients of {model.name!r} do not agree ({report.status}):\n{report.table()}\n"
+            f"gradients of {model.name!r} do not agree ({report.status}):\n{report.table(width=200)}\n"
             f"A model file that reproduces this (save it as {model.name}.yaml):\n\n"
             + _reproducer(model, report, list(against or {}))
         )
@@ -153,15 +153,26 @@ def _reproducer(model: Model, report: Report, against: list[str]) -> str:
     return head + yaml.dump(spec, Dumper=Dumper, sort_keys=False, width=100)
 
 
-def train(model: Model, **kwargs: _Any) -> _Any:
-    """Gradient descent on ``model``; see :func:`gradcheck.train.train` and ``docs/api.md``."""
-    import importlib
+def train(
+    model: Model,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    mode: str | None = None,
+    source: str = "autograd",
+    predict: _Mapping[str, _Any] | None = None,
+    progress: _Callable[..., None] | None = None,
+) -> _Any:
+    """Gradient descent on ``model``; returns a ``gradcheck.training.TrainResult``.
 
-    # Importing the submodule gradcheck.train binds it as the package attribute
-    # ``train``, shadowing this function: put the function back.
-    module = importlib.import_module(".train", __name__)
-    globals()["train"] = _train_entry
-    return module.train(model, **kwargs)
+    ``epochs``, ``lr``, ``mode`` (``"sgd"``: one step per sample;
+    ``"batch"``: one per epoch) and ``predict`` (data column -> one sample's
+    value) default to the model file's ``train:`` section. ``source`` is
+    ``"symbolic"``, ``"autograd"``, ``"finite_difference"`` or ``"all"``
+    (side by side from the same start). ``progress``, if given, is called
+    after every step as ``progress(source, done, total)``. Bad arguments raise
+    :class:`ModelError`. See ``docs/api.md``.
+    """
+    from .training import train as _train
 
-
-_train_entry = train
+    return _train(model, epochs=epochs, lr=lr, mode=mode, source=source, predict=predict, progress=progress)

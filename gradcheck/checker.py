@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -57,6 +58,14 @@ def _round(point: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.dtype(dtype)).astype(np.float64) for k, v in point.items()}
 
 
+def _data_in_dtype(model: Model, dtype: str) -> Model:
+    """The model with its data rounded to ``dtype`` (sharing its caches)."""
+    if dtype == "float64":
+        return model
+    data = {k: v.astype(np.dtype(dtype)).astype(np.float64) for k, v in model.data.items()}
+    return dataclasses.replace(model, data=data)
+
+
 def check(
     model: Model,
     *,
@@ -82,12 +91,14 @@ def check(
     n_random = model.check.points if points is None else points
     seed = model.check.seed if seed is None else seed
     todo = [_as_point(model, at)] + random_points(model, n_random, seed)
-    budget = limits.Budget(file=model.path or model.name)  # SymPy work is bounded in time (docs/limits.md)
+    budget = limits.Budget(file=model.path or model.name, size=sum(p.value.size for p in model.params.values()))  # SymPy work is bounded in time (docs/limits.md)
     results = []
     sources = ["symbolic", "autograd", "finite_difference"]
     if model.expected:
         sources.append("expected")
     sources.extend(against or {})
+    # Data are rounded to the dtype too, so every source sees the same function.
+    model = _data_in_dtype(model, dtype)
     for i, raw in enumerate(todo):
         point = _round(raw, dtype)
         say = progress or (lambda _msg: None)

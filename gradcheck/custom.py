@@ -34,7 +34,10 @@ def import_callable(spec: str) -> Callable[..., Any]:
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as err:
-        raise ModelError(f"--against {spec!r}: cannot import {module_name!r}: {err}", fix="check the module name and that it is on the Python path") from err
+        raise ModelError(
+            f"--against {spec!r}: cannot import {module_name!r}: {err}",
+            fix="check the module name and that it is on the Python path",
+        ) from err
     except Exception as err:
         raise ModelError(f"--against {spec!r}: importing {module_name!r} raised {type(err).__name__}: {err}") from err
     for part in attr.split("."):

@@ -64,6 +64,8 @@ class Node:
 
 
 _OPERATORS = ("**", "+", "-", "*", "/", "@", "(", ")", "[", "]", ",", ".")
+# ASCII only: str.isdigit() is also true of '¹' and '٣', which float() rejects or reads as 3.
+_DIGITS = frozenset("0123456789")
 
 
 @dataclass(frozen=True)
@@ -81,21 +83,21 @@ def _tokens(text: str) -> list[_Token]:
         if ch in " \t\r\n":
             i += 1
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isdigit()):
+        if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
             j = i
-            while j < n and (text[j].isdigit() or text[j] == "_"):
+            while j < n and (text[j] in _DIGITS or text[j] == "_"):
                 j += 1
             if j < n and text[j] == ".":
                 j += 1
-                while j < n and text[j].isdigit():
+                while j < n and text[j] in _DIGITS:
                     j += 1
             if j < n and text[j] in "eE":
                 k = j + 1
                 if k < n and text[k] in "+-":
                     k += 1
-                if k < n and text[k].isdigit():
+                if k < n and text[k] in _DIGITS:
                     j = k
-                    while j < n and text[j].isdigit():
+                    while j < n and text[j] in _DIGITS:
                         j += 1
             if j < n and (text[j].isalpha() or text[j] == "_"):
                 raise _SyntaxError(f"bad number {text[i : j + 1]!r}", i, "write numbers like 2, 0.5 or 1e-3")
@@ -228,7 +230,7 @@ class _Parser:
             self.take()
             sign = -1
         tok = self.tok
-        if tok.kind != "num" or not tok.text.replace("_", "").isdigit():
+        if tok.kind != "num" or not tok.text.isdigit():
             raise _SyntaxError("an index must be an integer constant", tok.pos, "write v[0] or M[1, 2]")
         self.take()
         return sign * int(tok.text)
@@ -237,7 +239,10 @@ class _Parser:
         tok = self.tok
         if tok.kind == "num":
             self.take()
-            value = float(tok.text)
+            try:
+                value = float(tok.text)
+            except ValueError:  # misplaced underscores: 1__0, 1_
+                raise _SyntaxError(f"bad number {tok.text!r}", tok.pos, "write numbers like 2, 0.5 or 1e-3") from None
             if not math.isfinite(value):
                 raise _SyntaxError(f"number {tok.text} is out of range", tok.pos, "numbers must be finite")
             return Node("num", value=value, pos=tok.pos, text=tok.text)

@@ -34,6 +34,14 @@ def constant(name: str, backend: str, mod: Any) -> Any:
 def apply(node: Node, args: list[Any], backend: str, mod: Any, visit: Visit | None = None) -> Any:
     """Apply ``node``'s op to already evaluated operands."""
     op = OPS[node.op]
+    if backend != "sympy" and not any(hasattr(a, "shape") for a in args):
+        # Only numbers (e.g. ``exp(2)``): compute in float64 and hand back a Python float,
+        # which combines with tensors of any dtype without promoting them.
+        import numpy as np
+
+        with np.errstate(all="ignore"):
+            out = apply(node, [np.asarray(a, dtype=np.float64) for a in args], "numpy", np)
+        return float(np.asarray(out))
     form = getattr(op, backend)
     if op.kind == "elementwise":
         rank = len(node.shape)

@@ -83,7 +83,7 @@ def find_sites(model: Model, point: Mapping[str, np.ndarray]) -> list[KinkSite]:
         if op.kink is None:
             return
         with np.errstate(all="ignore"):
-            mask = np.asarray(op.kink(np, *[np.asarray(a) for a in args]))
+            mask = np.asarray(op.kink(np, *[np.asarray(a) for a in args])) == 0
         if not mask.any():
             return
         params: set[str] = set()

@@ -21,11 +21,18 @@ from typing import Any
 
 from .errors import ModelError
 
-#: Seconds that the SymPy work of one check may take in all (differentiation,
-#: evaluation, formulas); ``None`` or ``0`` for no bound. Raise it with
+#: CPU seconds (of the checking thread) that the SymPy work of one check may
+#: take in all (differentiation, evaluation, formulas; importing SymPy is not
+#: counted), plus :data:`PER_VALUE` per parameter value; ``None`` or ``0`` for
+#: no bound. CPU time, not wall time, so that a busy machine does not turn a
+#: report into an error. Raise it with
 #: ``--time-limit``, the environment variable ``GRADCHECK_TIME_LIMIT`` or by
 #: assigning this constant. A model file cannot raise it.
 SYMBOLIC_SECONDS: float | None = 5.0
+
+#: Extra CPU seconds per parameter value (element), so that a big model that
+#: is legitimately slow to differentiate is not cut off: 1e4 values add 50 s.
+PER_VALUE = 0.005
 
 #: Largest exact constant SymPy is asked to compute, in bits (about 300,000
 #: decimal digits): ``(1/3)**10**9`` would hang in C code no timer can stop.
@@ -57,46 +64,70 @@ class _Expired(BaseException):
 class Budget:
     """The time left for a check's symbolic work, spent across several calls.
 
-    ``with budget.spend("symbolic differentiation"):`` runs its body under a
-    timer (``SIGALRM``, main thread on POSIX only; elsewhere unbounded) and
-    turns running out of time, or SymPy recursing too deeply, into a
-    :class:`ModelError`.
+    ``with budget.spend("symbolic differentiation"):`` runs its body while a
+    watchdog thread reads the *calling thread's* CPU clock
+    (``time.pthread_getcpuclockid``); when the budget is spent it signals that
+    thread, whose handler raises inside SymPy. Only the calling thread's own
+    CPU time counts, so torch's worker threads spinning next to it, or a
+    busy machine, do not eat the budget. Main thread on POSIX only; elsewhere
+    the work is unbounded. Running out of time, or SymPy recursing too deeply,
+    becomes a :class:`ModelError`.
     """
 
-    def __init__(self, seconds: float | None = None, *, file: str | None = None) -> None:
-        self.total = symbolic_seconds() if seconds is None else (seconds or None)
+    #: How often the watchdog looks at the clock, in seconds.
+    POLL = 0.02
+
+    def __init__(self, seconds: float | None = None, *, file: str | None = None, size: int = 0) -> None:
+        base = symbolic_seconds() if seconds is None else (seconds or None)
+        # A big model legitimately needs more: PER_VALUE seconds per parameter value.
+        self.total = None if base is None else base + PER_VALUE * size
         self.left = self.total
         self.file = file
 
+    def _armed(self) -> bool:
+        return (
+            self.left is not None
+            and hasattr(time, "pthread_getcpuclockid")
+            and hasattr(signal, "pthread_kill")
+            and threading.current_thread() is threading.main_thread()
+        )
+
     @contextmanager
     def spend(self, what: str) -> Iterator[None]:
-        armed = (
-            self.left is not None
-            and hasattr(signal, "setitimer")
-            and threading.current_thread() is threading.main_thread()
-            and signal.getitimer(signal.ITIMER_REAL)[0] == 0  # someone else's timer: leave it alone
-        )
-        start = time.monotonic()
+        armed = self._armed()
+        if armed:
+            import mpmath  # noqa: F401  (imports are not the model's work)
+            import sympy  # noqa: F401
+        start = time.thread_time()
         old: Any = None
+        stop = threading.Event()
         try:
             if armed:
                 assert self.left is not None
                 if self.left <= 0:
                     raise _Expired
+                clock = time.pthread_getcpuclockid(threading.get_ident())
+                deadline = time.clock_gettime(clock) + self.left
+                target = threading.get_ident()
 
-                def on_alarm(signum: int, frame: Any) -> None:
+                def on_signal(signum: int, frame: Any) -> None:
                     raise _Expired
 
-                old = signal.signal(signal.SIGALRM, on_alarm)
-                signal.setitimer(signal.ITIMER_REAL, self.left)
+                def watch() -> None:
+                    while not stop.wait(self.POLL):
+                        if time.clock_gettime(clock) >= deadline:
+                            signal.pthread_kill(target, _SIGNAL)
+                            return
+
+                old = signal.signal(_SIGNAL, on_signal)
+                threading.Thread(target=watch, name="gradcheck-time-limit", daemon=True).start()
             try:
                 yield
             finally:
-                if armed:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+                stop.set()
         except _Expired:
             raise ModelError(
-                f"{what} took longer than the time limit of {self.total:g} s",
+                f"{what} took longer than the time limit of {self.total:g} CPU seconds",
                 file=self.file,
                 fix=f"simplify the model or make its tensors smaller, or raise the limit with --time-limit SECONDS "
                 f"(or {_ENV}, or gradcheck.limits.SYMBOLIC_SECONDS; 0 for none)",
@@ -108,10 +139,14 @@ class Budget:
                 fix="write the model with fewer nested operations (use sum() or dot() over vectors for long sums)",
             ) from None
         finally:
-            if armed:
-                signal.signal(signal.SIGALRM, old)
+            if armed and old is not None:
+                signal.signal(_SIGNAL, old)
             if self.left is not None:
-                self.left -= time.monotonic() - start
+                self.left -= time.thread_time() - start
+
+
+#: The signal the watchdog sends (SIGUSR2 is left to programs far less often than SIGUSR1).
+_SIGNAL = getattr(signal, "SIGUSR2", signal.SIGTERM)
 
 
 # --- constant subexpressions --------------------------------------------------

@@ -211,7 +211,17 @@ def loads(text: str, *, name: str | None = None, path: str | None = None) -> Mod
 
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise ModelError(f"model text is larger than {MAX_FILE_BYTES} bytes", file=path)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as err:  # a control character: PyYAML checks them all up front
+        before = text[: err.position]
+        raise ModelError(
+            f"invalid YAML: character {chr(err.character)!r} is not allowed",
+            file=path or "<model>",
+            line=before.count("\n") + 1,
+            col=err.position - before.rfind("\n"),
+            fix="remove it (YAML allows printable characters, tabs and line breaks only)",
+        ) from None
     try:
         node = loader.get_single_node()
         marks: dict[tuple[Any, ...], Any] = {}
@@ -236,7 +246,9 @@ def loads(text: str, *, name: str | None = None, path: str | None = None) -> Mod
         raise ModelError(f"invalid YAML: {err}", file=path or "<model>") from None
     except (ValueError, OverflowError) as err:  # e.g. an integer of more than 4300 digits
         raise ModelError(
-            f"invalid YAML value: {str(err).split(';')[0]}", file=path or "<model>", fix="write numbers that fit a float64"
+            f"invalid YAML value: {str(err).split(';')[0]}",
+            file=path or "<model>",
+            fix="write numbers that fit a float64",
         ) from None
     except RecursionError:
         raise ModelError("YAML nested too deeply", file=path or "<model>") from None
@@ -485,7 +497,7 @@ class _Builder:
             if isinstance(value, Mapping):
                 param_value, domain = self.param_spec(value, where, seed, name)
             else:
-                param_value = self.array(value, where, "a parameter")
+                param_value = self.array(value, where, "a parameter", MAX_PARAM_VALUES - total)
             if domain is not None:
                 lo, hi = domain
                 if np.any(param_value < lo) or np.any(param_value > hi):

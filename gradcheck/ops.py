@@ -37,9 +37,10 @@ class Op:
 
     ``kind`` is ``"elementwise"`` (broadcasting, forms take aligned arrays) or
     ``"structural"`` (forms take ``(args, shapes, attrs)``). ``kink``, when
-    set, maps the aligned NumPy argument values to a boolean array marking
-    where the function is not differentiable; ``convention`` says what each
-    source returns there.
+    set, maps the aligned NumPy argument values to an array whose zeros are
+    the kinks (where the function is not differentiable) and whose sign says
+    which smooth piece applies; ``convention`` says what each source returns
+    at a kink.
     """
 
     name: str
@@ -291,7 +292,7 @@ elementwise("expm1", 1, lambda N, x: N.expm1(x), lambda T, x: T.expm1(x), lambda
 elementwise("sqrt", 1, lambda N, x: N.sqrt(x), lambda T, x: T.sqrt(x), lambda S, x: _each(S.sqrt, x), "square root")
 elementwise(
     "abs", 1, lambda N, x: N.abs(x), lambda T, x: T.abs(x), lambda S, x: _each(S.Abs, x), "absolute value",
-    kink=lambda N, x: x == 0,
+    kink=lambda N, x: x,
     convention="torch: abs'(0) = 0; SymPy: sign(0) = 0; central difference: the average of both sides",
 )  # fmt: skip
 elementwise("sin", 1, lambda N, x: N.sin(x), lambda T, x: T.sin(x), lambda S, x: _each(S.sin, x), "sine")
@@ -318,20 +319,20 @@ elementwise(
 elementwise(
     "relu", 1, lambda N, x: N.maximum(x, 0), lambda T, x: T.relu(x), lambda S, x: _each(lambda a: S.Max(0, a), x),
     "max(x, 0)",
-    kink=lambda N, x: x == 0,
+    kink=lambda N, x: x,
     convention="torch: relu'(0) = 0; SymPy: Heaviside(0) = 1/2; central difference: the average of both sides",
 )  # fmt: skip
 elementwise("erf", 1, lambda N, x: _np_erf(x), lambda T, x: T.erf(x), lambda S, x: _each(S.erf, x), "error function")
 elementwise(
     "max", 2, lambda N, a, b: N.maximum(a, b), lambda T, a, b: T.maximum(T.as_tensor(a), T.as_tensor(b)),
     lambda S, a, b: _each(S.Max, a, b), "the larger of a and b",
-    kink=lambda N, a, b: a == b,
+    kink=lambda N, a, b: a - b,
     convention="torch: a tie splits the gradient evenly (1/2 each); SymPy: Heaviside(0) = 1/2; central difference: the average of both sides",
 )  # fmt: skip
 elementwise(
     "min", 2, lambda N, a, b: N.minimum(a, b), lambda T, a, b: T.minimum(T.as_tensor(a), T.as_tensor(b)),
     lambda S, a, b: _each(S.Min, a, b), "the smaller of a and b",
-    kink=lambda N, a, b: a == b,
+    kink=lambda N, a, b: a - b,
     convention="torch: a tie splits the gradient evenly (1/2 each); SymPy: Heaviside(0) = 1/2; central difference: the average of both sides",
 )  # fmt: skip
 elementwise(

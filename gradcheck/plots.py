@@ -59,7 +59,7 @@ def _positive(values: Any) -> bool:
 
 
 def plot_losses(result: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``result``'s (a :class:`~gradcheck.train.TrainResult`) loss curves to ``path``."""
+    """Write ``result``'s (a :class:`~gradcheck.training.TrainResult`) loss curves to ``path``."""
     runs = result.runs
     panels = 2 if len(runs) > 1 else 1
     fig, axes = _figure(panels, panels)
@@ -105,11 +105,13 @@ def plot_losses(result: Any, path: str | os.PathLike[str]) -> None:
 class StepCurve:
     """Errors of finite differences of one gradient element against the step (for :func:`plot_steps`).
 
-    ``h`` holds the steps (including the one gradcheck chose), ``central`` and
-    ``extrapolated`` the absolute errors against ``exact`` (the symbolic
-    value) of a central difference at ``h`` and of gradcheck's estimate
-    (Richardson on ``h`` and ``h/2``). ``fd_error``, ``fd_estimate`` and
-    ``autograd_error`` come from the report.
+    ``h`` holds the steps, ``central`` and ``extrapolated`` the absolute
+    errors against ``exact`` (the symbolic value) of a central difference at
+    ``h`` and of one Richardson extrapolation of ``h`` and ``h/2``.
+    ``method`` is how the finite-difference source computed its value
+    (``"complex step"`` or ``"Richardson"``), ``chosen`` the central-difference
+    steps it used (empty for the complex step), and ``fd_error``,
+    ``fd_estimate`` and ``autograd_error`` come from the report.
     """
 
     name: str
@@ -119,11 +121,29 @@ class StepCurve:
     h: np.ndarray
     central: np.ndarray
     extrapolated: np.ndarray
-    chosen: float
+    method: str
+    chosen: np.ndarray
     fd_error: float
     fd_estimate: float
     autograd_error: float
     loss: float
+
+
+def _chosen_steps(p: float, dtype: str, domain: tuple[float, float] | None) -> np.ndarray:
+    """The central-difference steps of the finite-difference source's Ridders tableau.
+
+    Mirrors ``finite_diff._richardson``: ``h0 = 2 eps**(1/7) max(1, |p|)``
+    (inside the domain), halved ``LEVELS[dtype] - 1`` times.
+    """
+    from .sources import finite_diff
+
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    h0 = 2 * eps ** (1 / 7) * max(1.0, abs(p))
+    if domain is not None:
+        room = min(p - domain[0], domain[1] - p) * 0.99
+        h0 = min(h0, room) if room > 0 else h0
+    levels = int(getattr(finite_diff, "LEVELS", {}).get(dtype, 1))
+    return np.array([h0 / 2**j for j in range(levels)])
 
 
 def step_curve(model: Any, report: Any, name: str, n_steps: int = N_STEPS) -> StepCurve | None:
@@ -140,10 +160,10 @@ def step_curve(model: Any, report: Any, name: str, n_steps: int = N_STEPS) -> St
     p = float(point[name][elem])
     exact = float(g.values["symbolic"][idx])
     param = model.params[name]
-    chosen = float(finite_diff.step(np.array([p]), dtype, param.domain)[0])
+    info = finite_diff.gradients(model, point, dtype).info
+    method = str(info.get("method", {}).get(name, "Richardson"))
+    chosen = _chosen_steps(p, dtype, param.domain) if method != "complex step" else np.array([])
     h = np.logspace(math.log10(eps), 0, n_steps) * max(1.0, abs(p))
-    if chosen > 0:
-        h = np.unique(np.append(h, chosen))
     if param.domain is not None:
         room = min(p - param.domain[0], param.domain[1] - p) * 0.99
         h = h[h <= room] if room > 0 else h[:0]
@@ -175,6 +195,7 @@ def step_curve(model: Any, report: Any, name: str, n_steps: int = N_STEPS) -> St
         h=h,
         central=np.abs(central - exact),
         extrapolated=np.abs(extrapolated - exact),
+        method=method,
         chosen=chosen,
         fd_error=abs(float(g.values["finite_difference"][idx]) - exact),
         fd_estimate=float(np.asarray(g.fd_error)[idx]),
@@ -204,44 +225,34 @@ def plot_steps(model: Any, report: Any, path: str | os.PathLike[str]) -> None:
         def lift(a: Any, floor: float = floor) -> Any:
             return np.where(np.asarray(a) > 0, a, floor)
 
-        ax.loglog(c.h, lift(c.central), color="C0", marker=".", markersize=3, label="central difference (h)")
+        ax.loglog(c.h, lift(c.central), color="C0", marker=".", markersize=3, label="central difference at step h")
         if c.loss > 0 and math.isfinite(c.loss):
             ax.loglog(c.h, eps * c.loss / c.h, color="0.6", linestyle=":", label="rounding: eps * |loss| / h")
-        ax.loglog(
-            c.h, lift(c.extrapolated), color="C1", linestyle="--", label="extrapolated (h, h/2): gradcheck's rule"
-        )
-        ax.axvline(c.chosen, color="0.4", linestyle=":", label=f"step chosen: h = {c.chosen:.2g}")
-        ax.plot(
-            [c.chosen],
-            [max(c.fd_error, floor)],
-            marker="*",
-            markersize=13,
-            color="C1",
-            linestyle="none",
-            label=f"finite-difference error there: {c.fd_error:.1e}",
-        )
-        ax.plot(
-            [c.chosen],
-            [max(c.fd_estimate, floor)],
-            marker="v",
-            markersize=8,
-            color="C2",
-            linestyle="none",
+        ax.loglog(c.h, lift(c.extrapolated), color="C1", linestyle="--", label="extrapolated from h and h/2")
+        for j, step in enumerate(c.chosen):
+            ax.axvline(
+                step, color="0.3", linestyle=(0, (1, 3)), linewidth=1,
+                label=f"steps gradcheck used: {c.chosen[-1]:.2g} .. {c.chosen[0]:.2g}" if j == 0 else None,
+            )  # fmt: skip
+        ax.axhline(
+            max(c.fd_error, floor), color="C2", linestyle="-",
+            label=f"gradcheck's finite difference ({c.method}): {c.fd_error:.1e}",
+        )  # fmt: skip
+        ax.axhline(
+            max(c.fd_estimate, floor), color="C2", linestyle="--",
             label=f"its error estimate: {c.fd_estimate:.1e}",
-        )
+        )  # fmt: skip
         ag = c.autograd_error
         ax.axhline(
-            max(ag, floor),
-            color="C3",
-            linestyle="-.",
-            label=f"autograd error: {ag:.1e}" if ag > 0 else "autograd error: 0 (drawn at the floor)",
-        )
+            max(ag, floor), color="C3", linestyle="-.",
+            label=f"autograd: {ag:.1e}" if ag > 0 else "autograd: 0 (drawn at the floor)",
+        )  # fmt: skip
         label = name if not c.index else f"{name}[{', '.join(map(str, c.index))}]"
         if report.points[0].gradients[name].values["symbolic"].size > 1:
             label += " (worst element)"
         ax.set_title(f"d loss/d {label} at {c.value:.6g}")
         ax.set_xlabel(f"step h (units of {name}; {dtype}, eps = {eps:.1e})")
-        ax.set_ylabel("|estimate - exact symbolic value|")
+        ax.set_ylabel("|error| against the exact symbolic value")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize="x-small", loc="best")
     fig.suptitle(f"{report.model}: finite-difference error against step size (truncation ~ h², rounding ~ eps/h)")

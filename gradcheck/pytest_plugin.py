@@ -34,6 +34,8 @@ import pytest
 
 #: File names the plugin collects.
 PATTERNS = ("gradcheck_*.yaml", "*.gradcheck.yaml")
+#: Width of the table in a failure: wide enough that no number is cut short.
+TABLE_WIDTH = 200
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,7 +59,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="check every model file in this dtype (default: the file's check.dtype)",
     )
-    parser.addini("gradcheck_strict", "fail model files at a kink (like --gradcheck-strict)", type="bool", default=False)
+    parser.addini(
+        "gradcheck_strict", "fail model files at a kink (like --gradcheck-strict)", type="bool", default=False
+    )
     parser.addini("gradcheck_points", "random points per model file (like --gradcheck-points)", default="")
 
 
@@ -112,7 +116,7 @@ class ModelItem(pytest.Item):
             raise GradcheckFailure(str(err)) from None
         self.user_properties.append(("gradcheck_status", report.status))
         if not report.ok:
-            raise GradcheckFailure(f"{self.path.name}: {report.status}\n{report.table()}")
+            raise GradcheckFailure(f"{self.path.name}: {report.status}\n{report.table(width=TABLE_WIDTH)}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, GradcheckFailure):

@@ -17,6 +17,7 @@ torch or SymPy.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -33,7 +34,9 @@ __all__ = ["expressions", "models", "points"]
 # --- points -------------------------------------------------------------------
 
 
-def points(model: Model | Mapping[str, Any], *, scale: float = 1.0, endpoints: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+def points(
+    model: Model | Mapping[str, Any], *, scale: float = 1.0, endpoints: bool = False, dtype: str | None = None
+) -> st.SearchStrategy[dict[str, Any]]:
     """Parameter values for ``model``, as ``at=`` for :func:`gradcheck.check`.
 
     Draws a dict with every parameter of ``model`` (a :class:`~gradcheck.Model`
@@ -42,7 +45,9 @@ def points(model: Model | Mapping[str, Any], *, scale: float = 1.0, endpoints: b
 
     Guarantees:
 
-    * every value is a finite float64;
+    * every value is a finite float, exactly representable in ``dtype``
+      (default: the model's ``check.dtype``), so a float32 check sees the
+      same point and never a domain edge that rounding moved it onto;
     * a parameter with a ``domain: [lo, hi]`` gets values strictly inside
       it (``lo < v < hi``), or in the closed interval with
       ``endpoints=True`` -- so ``log(s)`` with ``domain: [0, 10]`` is never
@@ -61,17 +66,24 @@ def points(model: Model | Mapping[str, Any], *, scale: float = 1.0, endpoints: b
         model = Model.from_dict(model)
     if not (math.isfinite(scale) and scale > 0):
         raise ModelError(f"points(scale={scale!r}): scale must be a positive finite number")
-    per_param = {}
+    dtype = dtype or model.check.dtype
+    if dtype not in ("float64", "float32"):
+        raise ModelError(f"points(dtype={dtype!r}): dtype must be float64 or float32")
+    kind = np.dtype(dtype).type
+    per_param: dict[str, st.SearchStrategy[Any]] = {}
     for name, param in model.params.items():
         elements = [
-            _element(float(v), param.domain, scale, endpoints) for v in np.asarray(param.value, dtype=np.float64).flat
+            _element(float(v), param.domain, scale, endpoints, kind)
+            for v in np.asarray(param.value, dtype=np.float64).flat
         ]
         shape = param.shape
-        per_param[name] = st.tuples(*elements).map(lambda flat, shape=shape: _shaped(flat, shape))
+        per_param[name] = st.tuples(*elements).map(functools.partial(_shaped, shape=shape))
     return st.fixed_dictionaries(per_param)
 
 
-def _element(value: float, domain: tuple[float, float] | None, scale: float, endpoints: bool) -> st.SearchStrategy[float]:
+def _element(
+    value: float, domain: tuple[float, float] | None, scale: float, endpoints: bool, kind: Any
+) -> st.SearchStrategy[float]:
     """One float, drawn as ``value + offset`` so that it shrinks toward ``value``."""
     if domain is None:
         width = scale * max(1.0, abs(value))
@@ -80,11 +92,18 @@ def _element(value: float, domain: tuple[float, float] | None, scale: float, end
         lo, hi = domain
 
     def place(offset: float) -> float:
-        x = value + offset
-        # value + offset is rounded: keep it inside [lo, hi] (or (lo, hi)) exactly
+        # value + offset is rounded (to float64, then to the dtype): keep it inside
+        # [lo, hi], or strictly inside the domain unless endpoints=True
+        x = kind(min(max(value + offset, lo), hi))
         if domain is not None and not endpoints:
-            return min(max(x, math.nextafter(lo, math.inf)), math.nextafter(hi, -math.inf))
-        return min(max(x, lo), hi)
+            for _ in range(4):  # a few ulps at most; a domain too narrow for the dtype keeps the file's value
+                if x <= lo:
+                    x = np.nextafter(x, kind(math.inf))
+                elif x >= hi:
+                    x = np.nextafter(x, kind(-math.inf))
+            if not lo < x < hi:
+                return value
+        return float(x)
 
     offsets = st.floats(
         min_value=lo - value,
@@ -222,7 +241,9 @@ def _value(lo: float = -2.0, hi: float = 2.0) -> st.SearchStrategy[float]:
 
 
 @st.composite
-def _model(draw: Any, max_params: int, max_samples: int, max_depth: int, kinks: bool, vectors: bool) -> dict[str, Any]:
+def _model(
+    draw: Any, max_params: int, max_samples: int, max_depth: int, kinks: bool, vectors: bool, domains: bool
+) -> dict[str, Any]:
     n_params = draw(st.integers(1, max_params))
     params: dict[str, Any] = {name: draw(_value()) for name in _PARAM_NAMES[:n_params]}
     n_data = draw(st.integers(0, len(_DATA_NAMES)))
@@ -230,7 +251,7 @@ def _model(draw: Any, max_params: int, max_samples: int, max_depth: int, kinks: 
     data: dict[str, Any] = {name: [draw(_value()) for _ in range(n)] for name in _DATA_NAMES[:n_data]}
     names = tuple(params) + tuple(data)
     terms = [draw(expressions(names, max_depth=max_depth, kinks=kinks))]
-    if draw(st.booleans()):
+    if domains and draw(st.booleans()):
         # a parameter with a domain, used where only that domain is safe
         params["s"] = {"value": draw(_value(0.5, 3.0)), "domain": [0.25, 4.0]}
         terms.append(f"{draw(st.sampled_from(('log', 'sqrt')))}(s) * {draw(st.sampled_from(names))}")
@@ -259,6 +280,7 @@ def models(
     max_depth: int = 2,
     kinks: bool = False,
     vectors: bool = True,
+    domains: bool = True,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Random whole models, as dicts for :meth:`gradcheck.Model.from_dict`.
 
@@ -267,8 +289,9 @@ def models(
     samples; a loss built from :func:`expressions` (with ``max_depth`` and
     ``kinks``), sometimes as ``y_pred`` plus ``(y_pred - y)**2`` or
     ``softplus(y_pred - y)`` against a target column ``y``; a
-    ``reduction`` of ``mean``, ``sum`` or ``none``. Sometimes a parameter
-    ``s`` with ``domain: [0.25, 4]`` used as ``log(s)`` or ``sqrt(s)``, and
+    ``reduction`` of ``mean``, ``sum`` or ``none``. With ``domains=True``
+    sometimes a parameter ``s`` with ``domain: [0.25, 4]`` used as
+    ``log(s)`` or ``sqrt(s)``, and
     with ``vectors=True`` sometimes a vector parameter ``V`` with a vector
     data column ``v`` of 2 or 3 elements, used through ``dot``, ``sum`` or
     ``logsumexp``.
@@ -276,7 +299,8 @@ def models(
     Guarantees:
 
     * ``Model.from_dict`` accepts every dict drawn (names, shapes, sample
-      counts all valid), and ``yaml.safe_dump`` of it is a model file;
+      counts all valid), and ``yaml.safe_dump(spec, sort_keys=False)`` of
+      it is a model file (keep the order: model entries are ordered);
     * numbers have at most two decimals, so they are exact in the file;
     * with ``kinks=False`` the loss is smooth at every parameter value
       (every domain-restricted function is guarded as in
@@ -289,4 +313,4 @@ def models(
         raise ModelError(f"models(max_params={max_params!r}) must be between 1 and {len(_PARAM_NAMES)}")
     if max_samples < 1:
         raise ModelError(f"models(max_samples={max_samples!r}) must be >= 1")
-    return _model(max_params, max_samples, max_depth, kinks, vectors)
+    return _model(max_params, max_samples, max_depth, kinks, vectors, domains)

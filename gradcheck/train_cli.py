@@ -1,4 +1,4 @@
-"""``gradcheck train``: the command line of :func:`gradcheck.train.train`.
+"""``gradcheck train``: the command line of :func:`gradcheck.training.train`.
 
 Nothing heavy is imported until the flags and the model file are valid, so
 ``--help`` and bad input answer at once (no torch import).
@@ -152,7 +152,7 @@ def run_train(argv: Sequence[str]) -> int:
     model = load(args.model)
     if predict:
         predict = {**model.train.predict, **predict}
-    from .train import train
+    from .training import train
 
     progress = _Progress(enabled=not args.json)
     try:

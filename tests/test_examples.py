@@ -206,9 +206,7 @@ def hand_softmax_regression(spec, params):
                 gW[i][j] += (p[i] - y[i]) * x[j]
     n = len(xs)
     grads = {"W": [[g / n for g in row] for row in gW], "b": [g / n for g in gb]}
-    assert grads["b"] == pytest.approx(
-        [-0.0159070371815478, 0.0631515374315895, -0.0472445002500416], rel=1e-12
-    )
+    assert grads["b"] == pytest.approx([-0.0159070371815478, 0.0631515374315895, -0.0472445002500416], rel=1e-12)
     return {"loss": mean(losses), "grads": grads}
 
 
@@ -354,8 +352,16 @@ def test_example_file_is_well_formed(path):
     assert isinstance(spec["model"], dict) and spec["model"]
     assert all(isinstance(v, str) for v in spec["model"].values())
     assert set(spec) <= {
-        "name", "description", "params", "data", "model", "output",
-        "reduction", "expected", "train", "check",
+        "name",
+        "description",
+        "params",
+        "data",
+        "model",
+        "output",
+        "reduction",
+        "expected",
+        "train",
+        "check",
     }
     data = spec.get("data") or {}
     counts = {len(col) for col in data.values()}
@@ -408,6 +414,7 @@ def test_cli_json_follows_spec(path, cli, reports):
 
     formulas = rep["formulas"]
     assert isinstance(formulas, dict)
+
     def strings_in_shape(v, shape):
         if not shape:
             return isinstance(v, str)
@@ -470,9 +477,7 @@ def test_cli_first_point_is_the_files_values(path, cli, reports):
         assert flat(got[name]) == pytest.approx(flat(value), rel=rel, abs=0), name
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in EXAMPLES if p.stem in HAND], ids=[s for s in IDS if s in HAND]
-)
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if p.stem in HAND], ids=[s for s in IDS if s in HAND])
 def test_cli_gradients_equal_hand_derived(path, cli, reports):
     rep = report_of(reports, cli, path)
     spec = load_yaml(path)
@@ -493,8 +498,7 @@ def test_cli_gradients_equal_hand_derived(path, cli, reports):
             for i, (g, e) in enumerate(zip(got, want)):
                 tol = tolerance(source, e, dtype, errs[i])
                 assert abs(g - e) <= tol, (
-                    f"{path.stem}: d loss/d {name}[{i}] from {source} = {g!r}, "
-                    f"by hand {e!r} (tolerance {tol:.3g})"
+                    f"{path.stem}: d loss/d {name}[{i}] from {source} = {g!r}, by hand {e!r} (tolerance {tol:.3g})"
                 )
 
 
@@ -653,9 +657,7 @@ def test_api_report_equals_cli_report(path, api_reports, cli, reports):
             assert other["status"] == grad["status"]
             assert other["shape"] == grad["shape"]
             for source, value in grad["values"].items():
-                assert flat(other["values"][source]) == pytest.approx(
-                    flat(value), rel=1e-12
-                ), (name, source)
+                assert flat(other["values"][source]) == pytest.approx(flat(value), rel=1e-12), (name, source)
 
 
 def test_api_gradient_formula_is_sympy(gc):

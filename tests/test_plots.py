@@ -75,27 +75,45 @@ def test_plot_to_a_missing_directory_is_bad_input(tmp_path, capsys):
     assert "cannot write the plot" in capsys.readouterr().err
 
 
-def test_step_curve_reproduces_the_finite_difference_source(logistic):
-    """At the chosen step the curve's extrapolated error is the source's own error."""
+def test_step_curve_is_a_central_difference(logistic):
+    """The curve's points are central differences of the loss, against the exact value."""
+    from gradcheck.sources import finite_diff
+
     model, report = logistic
+    point = report.points[0].params
     for name in model.params:
         c = plots.step_curve(model, report, name)
         assert c is not None
-        at = int(np.flatnonzero(c.h == c.chosen)[0])
-        assert c.extrapolated[at] == pytest.approx(c.fd_error, rel=1e-3, abs=1e-15)
         assert c.exact == float(report.points[0].gradients[name].values["symbolic"][c.index])
+        k = len(c.h) // 2
+        h = c.h[k]
+        up, down = ({**point, name: np.array(point[name], dtype=float)} for _ in range(2))
+        up[name][c.index] += h
+        down[name][c.index] -= h
+        d = (float(finite_diff.reduced(model, up, "float64")) - float(finite_diff.reduced(model, down, "float64"))) / (
+            (point[name][c.index] + h) - (point[name][c.index] - h)
+        )
+        assert c.central[k] == pytest.approx(abs(d - c.exact), rel=1e-6, abs=1e-300)
+        assert c.method in ("complex step", "Richardson")
 
 
 def test_step_curve_is_a_v(logistic):
-    """Too small a step loses to rounding, too large to truncation; the chosen one beats both."""
+    """Too small a step loses to rounding, too large to truncation; one in between beats both."""
     model, report = logistic
     for name in model.params:
         c = plots.step_curve(model, report, name)
-        at = int(np.flatnonzero(c.h == c.chosen)[0])
-        best = c.extrapolated[at]
+        best = np.nanmin(c.central)
+        assert best < 1e-8
         assert c.central[0] > 1e3 * best  # h = eps: rounding
         assert c.central[-1] > 1e3 * best  # h = 1: truncation
-        assert np.nanmin(c.central) < 1e-8
+
+
+def test_richardson_steps_marked_for_float32():
+    model = gc.load(EXAMPLES / "lesson_float32.yaml")
+    c = plots.step_curve(model, gc.check(model), "w")
+    assert c.method == "Richardson"
+    assert c.chosen.size >= 1 and np.all(np.diff(c.chosen) < 0)  # halving steps
+    assert c.fd_error <= c.fd_estimate
 
 
 def test_step_curve_for_reduction_none_and_domains():
@@ -106,5 +124,5 @@ def test_step_curve_for_reduction_none_and_domains():
     report = gc.check(model)
     c = plots.step_curve(model, report, "s")
     assert c is not None and c.index[0] in (0, 1)
-    assert c.h.max() < 0.5  # the steps stay inside the domain
+    assert c.h.max() < 0.5 and np.all(c.chosen < 0.5)  # inside the domain
     assert c.exact == pytest.approx([2.0, 4.0][c.index[0]])

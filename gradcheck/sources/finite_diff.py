@@ -1,21 +1,34 @@
 """The finite-difference source: the expression as written, in NumPy.
 
-Every value comes with an error estimate (an estimate, not a bound). The
-method, step rule and estimate are documented in ``docs/how-it-works.md``:
+Every value comes with an error estimate (an estimate, not a bound). Two
+methods, chosen per parameter (``info["method"]`` says which was used); the
+rules and the reasons are in ``docs/how-it-works.md``:
 
-* central differences at steps ``h`` and ``h/2``, combined by one Richardson
-  extrapolation (fourth order): ``D = D(h/2) + (D(h/2) - D(h)) / 3``;
-* ``h = eps**(1/5) * max(1, |p|)`` for the dtype's machine epsilon (the step
-  that balances the fourth-order truncation error against rounding), shrunk
-  to keep ``p ± h`` inside the parameter's domain, and rounded so that
-  ``p + h`` is exactly representable;
-* error estimate = ``|D(h/2) - D(h)| / 3`` (the truncation error of the
-  coarser of the two, which the extrapolation removes) plus the rounding
-  error ``4 * eps * max|f| / h``.
+* **Complex step** (float64 models whose loss uses no function of
+  :data:`gradcheck.ops.NOT_ANALYTIC`): ``f'(p) = Im f(p + i h) / h`` has no
+  subtractive cancellation, so ``h`` can be tiny (:data:`COMPLEX_STEP`, times
+  ``max(1, |p|)``) and the truncation error ``h**2 f'''/6`` vanishes below
+  rounding: the value is as accurate as evaluating ``f`` itself. It is taken
+  at two steps (``h`` and ``3h``, whose roundings differ) and averaged; the
+  error estimate is ``4 |D(h) - D(3h)|`` (the rounding noise, seen twice)
+  plus ``32 eps`` times the sum of the per-sample derivatives' magnitudes (the
+  rounding of the sum over samples). Where the complex evaluation does not
+  reproduce the real loss (a branch cut, a non-finite value), the parameter
+  falls back to central differences.
+* **Richardson-extrapolated central differences** otherwise (and always for
+  float32, evaluated in float32): central differences at
+  :data:`LEVELS` steps ``h0 / 2**j`` with ``h0 = 2 eps**(1/7) max(1, |p|)``
+  (shrunk to stay inside the parameter's domain; ``p ± h`` rounded to the
+  dtype and the step actually taken used), extrapolated in a Neville tableau
+  (Ridders' method). Each tableau entry has an error estimate: the larger
+  difference to the two entries it was built from (its truncation error is
+  at most that of theirs) plus the rounding error, ``8 eps max|f|`` carried
+  through the same extrapolation weights. Per element the entry with the
+  smallest estimate is returned, with that estimate.
 
 All perturbations of one parameter form one batch axis, so a parameter costs
-one vectorized evaluation (in chunks when memory would be large). Nothing
-here touches SymPy or torch.
+one vectorized evaluation (in chunks of at most :data:`CHUNK_VALUES` values).
+Nothing here touches SymPy or torch.
 """
 
 from __future__ import annotations
@@ -27,10 +40,17 @@ import numpy as np
 
 from .. import interp
 from ..model import Model
+from ..ops import NOT_ANALYTIC, OPS
 from . import Gradients
 
 #: Largest number of float values one chunk of perturbations may hold.
 CHUNK_VALUES = 4_000_000
+#: Imaginary step of the complex-step derivative, relative to ``max(1, |p|)``.
+COMPLEX_STEP = 1e-20
+#: Central-difference steps (each halving the last) in the Richardson tableau, per dtype.
+LEVELS = {"float64": 4, "float32": 3}
+#: Rounding error of one loss evaluation, in units of ``eps * |loss|``.
+ROUNDING = 32.0
 
 
 def _width(model: Model) -> int:
@@ -44,15 +64,31 @@ def _width(model: Model) -> int:
     return max(sizes)
 
 
+def _per_sample(
+    model: Model, params: Mapping[str, np.ndarray], dtype: str, visit: interp.Visit | None = None
+) -> np.ndarray:
+    """Per-sample losses; params keep their array dtype (real or complex) and may carry batch axes."""
+    env: dict[str, Any] = dict(params)
+    for k, v in model.data.items():
+        env[k] = v.astype(np.dtype(dtype))
+    with np.errstate(all="ignore"):
+        values = interp.evaluate(model.entries, env, "numpy", np, until=model.loss, visit=visit)
+    return np.asarray(values[model.loss])
+
+
 def losses(model: Model, params: Mapping[str, np.ndarray], dtype: str) -> np.ndarray:
     """Per-sample losses; params may carry leading batch axes (before the sample axis)."""
     np_dtype = np.dtype(dtype)
-    env: dict[str, Any] = {k: np.asarray(v, dtype=np_dtype) for k, v in params.items()}
-    for k, v in model.data.items():
-        env[k] = v.astype(np_dtype)
-    with np.errstate(all="ignore"):
-        values = interp.evaluate(model.entries, env, "numpy", np, until=model.loss)
-    return np.asarray(values[model.loss])
+    return _per_sample(model, {k: np.asarray(v, dtype=np_dtype) for k, v in params.items()}, dtype)
+
+
+def _reduce(model: Model, per_sample: np.ndarray) -> np.ndarray:
+    """Reduce ``(..., N)`` per-sample values as the model says (``none`` keeps them)."""
+    if model.reduction == "mean":
+        return per_sample.mean(-1)
+    if model.reduction == "sum":
+        return per_sample.sum(-1)
+    return per_sample
 
 
 def reduced(model: Model, params: Mapping[str, np.ndarray], dtype: str, batch: int | None = None) -> np.ndarray:
@@ -67,15 +103,11 @@ def reduced(model: Model, params: Mapping[str, np.ndarray], dtype: str, batch: i
     out = np.broadcast_to(out, target)
     if not model.data:
         return out[..., None] if model.reduction == "none" else out
-    if model.reduction == "mean":
-        return out.mean(-1)
-    if model.reduction == "sum":
-        return out.sum(-1)
-    return out
+    return _reduce(model, out)
 
 
 def step(p: np.ndarray, dtype: str, domain: tuple[float, float] | None, power: float = 0.2) -> np.ndarray:
-    """The base step for each element of ``p`` (see the module docstring)."""
+    """A step ``eps**power * max(1, |p|)`` per element of ``p``, inside the domain, ``p + h`` exact."""
     eps = float(np.finfo(np.dtype(dtype)).eps)
     h = eps**power * np.maximum(1.0, np.abs(p))
     if domain is not None:
@@ -86,6 +118,31 @@ def step(p: np.ndarray, dtype: str, domain: tuple[float, float] | None, power: f
     t = np.dtype(dtype).type
     h = (p.astype(t) + h.astype(t)).astype(np.float64) - p
     return h
+
+
+def _batched(
+    model: Model, point: Mapping[str, np.ndarray], name: str, idx: np.ndarray, delta: np.ndarray, dtype: str
+) -> np.ndarray:
+    """Per-sample losses ``(m, N)`` with element ``idx[j]`` of ``name`` moved by ``delta[j]``.
+
+    ``delta`` may be complex (the complex step). Evaluated in chunks.
+    """
+    shape = model.params[name].shape
+    n = model.n_samples
+    work = np.result_type(np.dtype(dtype), delta.dtype)
+    base = np.asarray(point[name], dtype=np.float64).reshape(-1)
+    others = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items() if k != name}
+    chunk = max(1, CHUNK_VALUES // max(1, n * _width(model)))
+    out = np.empty((idx.size, n), dtype=work)
+    for start in range(0, idx.size, chunk):
+        rows = np.arange(start, min(start + chunk, idx.size))
+        block = np.tile(base.astype(work), (rows.size, 1))
+        block[np.arange(rows.size), idx[rows]] += delta[rows]
+        block = block.reshape(((rows.size, 1) if model.data else (rows.size,)) + shape)
+        f = _per_sample(model, {**others, name: block.astype(work)}, dtype)
+        f = np.broadcast_to(f, (rows.size, n)) if model.data else np.broadcast_to(f, (rows.size,))[:, None]
+        out[rows] = f
+    return out
 
 
 def _evaluate_offsets(
@@ -107,40 +164,212 @@ def _evaluate_offsets(
     return np.concatenate(out, axis=0)
 
 
-def gradients(model: Model, point: Mapping[str, np.ndarray], dtype: str | None = None) -> Gradients:
-    """Richardson-extrapolated central differences with error estimates."""
-    dtype = dtype or model.check.dtype
+def analytic(model: Model) -> bool:
+    """True when every function the loss uses is analytic (the complex step applies)."""
+    for name, node in model.entries.items():
+        if any(n.op in NOT_ANALYTIC for n in node.walk()):
+            return False
+        if name == model.loss:
+            break
+    return True
+
+
+def _per_element(model: Model, a: np.ndarray, k: int) -> np.ndarray:
+    """``(k, N)`` per-sample values -> reduced ``(k,)``, or ``(k, N)`` for reduction none."""
+    return _reduce(model, a) if model.reduction != "none" else a
+
+
+def _complex_step(
+    model: Model, point: Mapping[str, np.ndarray], name: str, base: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Complex-step derivative and error per element (``None`` where it does not apply)."""
+    eps = float(np.finfo(np.float64).eps)
+    p = np.asarray(point[name], dtype=np.float64).reshape(-1)
+    k = p.size
+    h = COMPLEX_STEP * np.maximum(1.0, np.abs(p))
+    hs = np.concatenate([h, 3 * h])
+    idx = np.concatenate([np.arange(k), np.arange(k)])
+    try:
+        f = _batched(model, point, name, idx, 1j * hs, "float64")
+    except (TypeError, ValueError):  # a NumPy form without a complex version
+        return None
+    with np.errstate(all="ignore"):
+        same = np.abs(f.real - base) <= 1e-10 * np.abs(base) + 1e-300
+        if not (np.all(np.isfinite(f)) and np.all(np.isfinite(base)) and np.all(same)):
+            return None
+        d = f.imag / hs[:, None]
+    d1, d2 = _per_element(model, d[:k], k), _per_element(model, d[k:], k)
+    magnitude = _per_element(model, np.abs(d[:k]), k)
+    value = (d1 + d2) / 2
+    error = 4 * np.abs(d1 - d2) + ROUNDING * eps * magnitude
+    return value, error
+
+
+#: Probe steps for kinks: ``h0 / 4**j`` for ``j < KINK_PROBES`` (down to about 1e-14 of ``h0``).
+KINK_PROBES = 24
+
+
+def _kinked(model: Model) -> bool:
+    """True when the loss uses a function with kinks (``relu``, ``abs``, ``max``, ...)."""
+    return any(n.op in OPS and OPS[n.op].kink is not None for node in model.entries.values() for n in node.walk())
+
+
+def _kink_sides(
+    model: Model, params: Mapping[str, np.ndarray], dtype: str, batch: tuple[int, ...]
+) -> list[np.ndarray]:
+    """The sign of every kinked function's kink quantity (see ``Op.kink``), batch axes first.
+
+    Each array has the batch axes ``batch`` (perturbations, then samples)
+    followed by one flattened axis of everything else.
+    """
+    sides: list[np.ndarray] = []
+
+    def visit(node: Any, args: list[Any]) -> None:
+        op = OPS[node.op]
+        if op.kink is None:
+            return
+        with np.errstate(all="ignore"):
+            q = np.sign(np.asarray(op.kink(np, *[np.asarray(a) for a in args])))
+        per = q.ndim - len(node.shape)  # batch axes present on this value
+        q = q.reshape((1,) * (len(batch) - per) + q.shape)
+        q = np.broadcast_to(q, batch + q.shape[len(batch) :])
+        sides.append(q.reshape(batch + (-1,)))
+
+    _per_sample(model, params, dtype, visit)
+    return sides
+
+
+def _kink_free_steps(
+    model: Model, point: Mapping[str, np.ndarray], name: str, dtype: str, h0: np.ndarray
+) -> np.ndarray:
+    """Per element, the largest probe step ``h0 / 4**j`` whose perturbations cross no kink.
+
+    A central difference across a kink (``abs(w)`` at ``w = 0.001`` with a
+    step of 0.01) is wrong however it is extrapolated, so the Richardson
+    tableau must start below the distance to the nearest kink. A step is kink
+    free when ``p ± h`` and every smaller probe keep every kinked function on
+    the side it is on at ``p``. Elements sitting exactly on a kink keep
+    ``h0``: that is the kink detector's business (``gradcheck/kinks.py``).
+    """
+    if not _kinked(model):
+        return h0
+    t = np.dtype(dtype).type
+    p = np.asarray(point[name], dtype=np.float64).reshape(-1)
+    k = p.size
+    n = model.n_samples
+    samples = (n,) if model.data else ()
+    real = {key: np.asarray(v, dtype=np.dtype(dtype)) for key, v in point.items()}
+    base = _kink_sides(model, real, dtype, samples)
+    shape = model.params[name].shape
+    others = {key: v for key, v in real.items() if key != name}
+    steps = [h0 / 4**j for j in range(KINK_PROBES)]
+    deltas = np.concatenate([(p + sgn * h).astype(t).astype(np.float64) - p for h in steps for sgn in (1.0, -1.0)])
+    idx = np.tile(np.arange(k), 2 * KINK_PROBES)
+    crossed = np.zeros(deltas.size, dtype=bool)
+    chunk = max(1, CHUNK_VALUES // max(1, n * _width(model)))
+    for start in range(0, deltas.size, chunk):
+        rows = np.arange(start, min(start + chunk, deltas.size))
+        block = np.tile(p, (rows.size, 1))
+        block[np.arange(rows.size), idx[rows]] += deltas[rows]
+        block = block.reshape(((rows.size, 1) if model.data else (rows.size,)) + shape).astype(np.dtype(dtype))
+        sides = _kink_sides(model, {**others, name: block}, dtype, (rows.size,) + samples)
+        for here, there in zip(sides, base):
+            flips = (there != 0) & (here != there)
+            crossed[rows] |= flips.reshape(rows.size, -1).any(axis=1)
+    bad = crossed.reshape(KINK_PROBES, 2, k).any(axis=1)  # (probe, element)
+    # The first probe from which on every smaller one is clean too.
+    clean_below = np.flip(np.logical_and.accumulate(np.flip(~bad, axis=0), axis=0), axis=0)
+    first = np.where(clean_below.any(axis=0), np.argmax(clean_below, axis=0), 0)
+    return h0 / 4.0**first
+
+
+def _richardson(
+    model: Model, point: Mapping[str, np.ndarray], name: str, dtype: str, domain: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ridders' extrapolation of central differences, with error estimates, per element."""
     eps = float(np.finfo(np.dtype(dtype)).eps)
+    t = np.dtype(dtype).type
+    p = np.asarray(point[name], dtype=np.float64).reshape(-1)
+    k = p.size
+    levels = LEVELS.get(dtype, 4)
+    h0 = 2 * eps ** (1 / 7) * np.maximum(1.0, np.abs(p))
+    h0 = _kink_free_steps(model, point, name, dtype, h0)
+    if domain is not None:
+        room = np.minimum(p - domain[0], domain[1] - p) * 0.99
+        h0 = np.where(room > 0, np.minimum(h0, room), h0)
+    plus, minus = [], []
+    for j in range(levels):
+        h = h0 / 2**j
+        plus.append((p + h).astype(t).astype(np.float64) - p)  # the steps the dtype can take
+        minus.append((p - h).astype(t).astype(np.float64) - p)
+    delta = np.concatenate([d for pair in zip(plus, minus) for d in pair])
+    idx = np.tile(np.arange(k), 2 * levels)
+    f = _batched(model, point, name, idx, delta, dtype).astype(np.float64)
+    with np.errstate(all="ignore"):
+        grid = (2 * levels, k) + ((f.shape[1],) if model.reduction == "none" else ())
+        mags = _per_element(model, np.abs(f), k).reshape(grid)
+        red = _per_element(model, f, k).reshape(grid)
+        noise = ROUNDING * eps * np.max(mags, axis=0)
+        shape = red.shape[1:]
+
+        def col(a: np.ndarray) -> np.ndarray:
+            return a.reshape((k,) + (1,) * (len(shape) - 1))
+
+        table: list[list[np.ndarray]] = []
+        rounding: list[list[np.ndarray]] = []
+        best = np.full(shape, np.nan)
+        best_err = np.full(shape, np.inf)
+        for j in range(levels):
+            width = col(plus[j] - minus[j])
+            row = [(red[2 * j] - red[2 * j + 1]) / width]
+            rrow = [2 * noise / np.abs(width)]
+            for m in range(1, j + 1):
+                c = 4.0**m - 1
+                row.append(row[m - 1] + (row[m - 1] - table[j - 1][m - 1]) / c)
+                rrow.append(((c + 1) * rrow[m - 1] + rounding[j - 1][m - 1]) / c)
+            for m in range(j + 1):
+                if m == 0:
+                    trunc = np.abs(row[0] - table[j - 1][0]) if j else np.full(shape, np.inf)
+                else:
+                    trunc = np.maximum(np.abs(row[m] - row[m - 1]), np.abs(row[m] - table[j - 1][m - 1]))
+                err = 2 * trunc + rrow[m]
+                better = np.isfinite(err) & (err < best_err)
+                best = np.where(better, row[m], best)
+                best_err = np.where(better, err, best_err)
+            table.append(row)
+            rounding.append(rrow)
+        # Where nothing was finite, report the plain central difference (nan or inf).
+        best = np.where(np.isfinite(best_err), best, table[-1][0])
+    return best, best_err
+
+
+def gradients(model: Model, point: Mapping[str, np.ndarray], dtype: str | None = None) -> Gradients:
+    """Finite-difference gradients (complex step or Richardson) with error estimates."""
+    dtype = dtype or model.check.dtype
     values: dict[str, np.ndarray] = {}
     errors: dict[str, np.ndarray] = {}
-    f0 = reduced(model, point, dtype)
+    methods: dict[str, str] = {}
+    real_point = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items()}
+    per0 = _per_sample(model, real_point, dtype).astype(np.float64)
+    per0 = np.broadcast_to(per0, (model.n_samples,)) if model.data else np.reshape(per0, (1,))
+    use_complex = dtype == "float64" and analytic(model)
     for name, param in model.params.items():
-        p = np.asarray(point[name], dtype=np.float64)
-        k = p.size
-        h = step(p.reshape(-1), dtype, param.domain)
-        # Four perturbations per element: +h, -h, +h/2, -h/2.
-        offsets = np.zeros((4 * k, k))
-        idx = np.arange(k)
-        for j, factor in enumerate((1.0, -1.0, 0.5, -0.5)):
-            offsets[j * k + idx, idx] = factor * h
-        f = _evaluate_offsets(model, point, name, offsets.reshape((4 * k,) + p.shape), dtype)
-        f = f.reshape((4, k) + f.shape[1:])  # (4, k) or (4, k, N) for reduction none
-        hh = h.reshape((k,) + (1,) * (f.ndim - 2))
-        with np.errstate(all="ignore"):
-            d1 = (f[0] - f[1]) / (2 * hh)
-            d2 = (f[2] - f[3]) / hh
-            est = d2 + (d2 - d1) / 3
-            fmax = np.max(np.abs(f), axis=0)
-            err = np.abs(d2 - d1) / 3 + 4 * eps * np.maximum(fmax, np.abs(f0 if np.ndim(f0) == 0 else 0)) / hh
+        shape = param.shape
+        found = _complex_step(model, point, name, per0) if use_complex else None
+        methods[name] = "complex step" if found is not None else "Richardson"
+        if found is None:
+            found = _richardson(model, point, name, dtype, param.domain)
+        est, err = found
         if model.reduction == "none":
             est, err = np.moveaxis(est, -1, 0), np.moveaxis(err, -1, 0)  # samples first
-            values[name] = est.reshape((est.shape[0],) + p.shape)
-            errors[name] = err.reshape((err.shape[0],) + p.shape)
+            values[name] = est.reshape((est.shape[0],) + shape)
+            errors[name] = err.reshape((err.shape[0],) + shape)
         else:
-            values[name] = est.reshape(p.shape)
-            errors[name] = err.reshape(p.shape)
+            values[name] = est.reshape(shape)
+            errors[name] = err.reshape(shape)
+    f0 = _reduce(model, per0)
     loss = f0 if model.reduction == "none" else float(f0)
-    return Gradients("finite_difference", values, errors, loss)
+    return Gradients("finite_difference", values, errors, loss, {"method": methods})
 
 
 def one_sided(

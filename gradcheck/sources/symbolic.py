@@ -168,7 +168,29 @@ def _partials(expr: Any, active: set[Any]) -> dict[Any, Any]:
             for s, p in sub.items():
                 out[s] = out[s] + p * rest if s in out else p * rest
         return out
-    return {s: expr.diff(s) for s in expr.free_symbols & active}
+    # A function of a few operands: differentiate its shape once (operands
+    # replaced by canonical dummies) and reuse that for every element.
+    free = sorted(expr.free_symbols, key=str)
+    dummies = _dummies(len(free))
+    shape = expr.xreplace(dict(zip(free, dummies)))
+    back = dict(zip(dummies, free))
+    for s, d in zip(free, dummies):
+        if s in active:
+            key = (shape, d)
+            if key not in _DIFFS:
+                _DIFFS[key] = shape.diff(d)
+            out[s] = _DIFFS[key].xreplace(back)
+    return out
+
+
+#: Derivatives of op shapes by canonical dummy operand (see :func:`_partials`).
+_DIFFS: dict[Any, Any] = {}
+
+
+def _dummies(n: int) -> list[Any]:
+    import sympy
+
+    return [sympy.Symbol(f"_operand{i}", real=True) for i in range(n)]
 
 
 def _record(model: Model) -> _Tape:
@@ -194,7 +216,8 @@ def _record(model: Model) -> _Tape:
             local = _partials(e, active)
             if local:
                 active.add(t)
-                partials[t] = local
+                # Reuse the value where the derivative repeats it (tanh' = 1 - tanh**2).
+                partials[t] = {s: sympy.sympify(p).xreplace({e: t}) for s, p in local.items()}
             out[idx] = t
         return out if arr.shape else out[()]
 
@@ -273,13 +296,14 @@ def _namespace() -> dict[str, Any]:
         if hasattr(mpmath, name):
             ns[name] = _vectorize(getattr(mpmath, name))
 
-    def heaviside(x: Any, at_zero: Any = mpmath.mpf(1) / 2) -> Any:
-        return mpmath.mpf(1) if x > 0 else mpmath.mpf(0) if x < 0 else at_zero
+    def heaviside(x: Any, at_zero: Any = None) -> Any:  # SymPy's default: Heaviside(0) = 1/2
+        return mpmath.mpf(1) if x > 0 else mpmath.mpf(0) if x < 0 else mpmath.mpf(1) / 2 if at_zero is None else at_zero
 
     ns["_heaviside"] = _vectorize(heaviside)
     ns["_max"] = _vectorize(lambda *a: max(a))
     ns["_min"] = _vectorize(lambda *a: min(a))
     ns["_nan"] = mpmath.nan
+    ns["_const"] = lambda p, q=1: np.full(1, mpmath.mpf(p) / q, dtype=object)
     ns["_ERRORS"] = _ERRORS
     return ns
 
@@ -299,6 +323,14 @@ def _printer() -> Any:
         def _print_Min(self, expr: Any) -> str:
             return f"_min({', '.join(self._print(a) for a in expr.args)})"
 
+        # mpmath numbers times NumPy arrays take a slow conversion path, so
+        # constants are one-element arrays (as the parameters are).
+        def _print_Rational(self, expr: Any) -> str:
+            return f"_const({expr.p}, {expr.q})"
+
+        def _print_Float(self, expr: Any) -> str:
+            return f"_const({super()._print_Float(expr)})"
+
     return Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True})
 
 
@@ -309,8 +341,17 @@ def _compile(tape: _Tape) -> None:
         head.append(f"    {', '.join(map(str, tape.params))}, = _p")
     if tape.data:
         head.append(f"    {', '.join(str(s) for _, _, s in tape.data)}, = _d")
-    code = [(str(t), printer.doprint(e)) for t, e in tape.lines]
-    ret = f"    return [{', '.join(printer.doprint(e) for e in tape.outputs)}]"
+
+    def show(e: Any) -> str:
+        # The common lines (a symbol, a product of symbols) skip the printer's overhead.
+        if e.is_Symbol:
+            return str(e.name)
+        if e.is_Mul and all(a.is_Symbol for a in e.args):
+            return "*".join(a.name for a in e.args)
+        return str(printer.doprint(e))
+
+    code = [(str(t), show(e)) for t, e in tape.lines]
+    ret = f"    return [{', '.join(show(e) for e in tape.outputs)}]"
     plain = head + [f"    {t} = {e}" for t, e in code] + [ret]
     guarded = list(head)
     for t, e in code:
@@ -338,18 +379,24 @@ def _run_tape(model: Model, tape: _Tape, point: dict[str, np.ndarray]) -> list[l
     n = model.n_samples
     with mpmath.workdps(DPS):
         to_mp = np.frompyfunc(mpmath.mpf, 1, 1)
-        p_args = [mpmath.mpf(v) for name in model.params for v in np.asarray(point[name], np.float64).reshape(-1)]
+        # Parameters are one-element arrays: an mpmath number times an array is slow.
+        p_args = [to_mp(np.asarray(point[name], np.float64).reshape(-1, 1)) for name in model.params]
+        p_args = [row for arr in p_args for row in arr]
         d_args = [to_mp(np.asarray(model.data[k], np.float64)[(slice(None),) + idx]) for k, idx, _ in tape.data]
         try:
             with np.errstate(all="ignore"):
                 outs = tape.vectorized(p_args, d_args)
-            columns = [list(o) if isinstance(o, np.ndarray) else [o] * n for o in outs]
+            columns = [list(o) if isinstance(o, np.ndarray) and o.size == n else [_item(o)] * n for o in outs]
             if all(len(c) == n for c in columns):
                 return columns
         except _ERRORS:
             pass
-        rows = [tape.guarded(p_args, [d[i] for d in d_args]) for i in range(n)]
+        rows = [[_item(v) for v in tape.guarded(p_args, [d[i : i + 1] for d in d_args])] for i in range(n)]
     return [list(col) for col in zip(*rows)]
+
+
+def _item(value: Any) -> Any:
+    return value.reshape(-1)[0] if isinstance(value, np.ndarray) else value
 
 
 def gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients:
@@ -446,7 +493,8 @@ def _collect(
     """Reduce per-sample mpmath columns ``[loss, *grad elements]`` into a result."""
     n = len(columns[0])
     as_float = np.frompyfunc(_to_float, 1, 1)
-    per_sample = np.asarray(as_float(np.array(columns, dtype=object)), dtype=np.float64).reshape(-1, n).T
+    with np.errstate(invalid="ignore"):  # nan where the loss is undefined is reported, not warned about
+        per_sample = np.asarray(as_float(np.array(columns, dtype=object)), dtype=np.float64).reshape(-1, n).T
     values: dict[str, np.ndarray] = {}
     scale: dict[str, np.ndarray] = {}
     k = 1

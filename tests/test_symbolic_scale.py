@@ -1,0 +1,113 @@
+"""The symbolic source at scale: reverse accumulation over the IR, evaluated in mpmath.
+
+No timed assertions (speed is measured by ``benchmarks/run.py``); these pin
+what makes it scale: the tape is linear in the model's size, the compiled
+function is cached, and the values are the exact ones.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import pytest
+import sympy
+
+import gradcheck as gc
+from gradcheck.sources import autograd, symbolic
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from benchmarks.models import mlp, n_params  # noqa: E402
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+
+
+def test_tape_grows_linearly_with_the_parameters():
+    small, large = mlp(100), mlp(400)
+    lines_small = len(symbolic._record(small).lines)
+    lines_large = len(symbolic._record(large).lines)
+    ratio = n_params(large) / n_params(small)
+    assert lines_large <= 1.2 * ratio * lines_small
+
+
+def test_compiled_tape_is_cached_on_the_model():
+    model = mlp(60)
+    symbolic.gradients(model, model.param_values())
+    tape = model.cache["symbolic_tape"]
+    symbolic.gradients(model, model.param_values())
+    assert model.cache["symbolic_tape"] is tape
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_tape_agrees_with_the_inlined_formula(path):
+    """The tape's values equal the readable per-element formulas, evaluated in mpmath."""
+    model = gc.load(path)
+    point = model.param_values()
+    got = symbolic.gradients(model, point)
+    for name, p in model.params.items():
+        f = np.asarray(
+            symbolic.formula(model, name).tolist() if p.shape else symbolic.formula(model, name), dtype=object
+        )
+        rows = symbolic.evaluate_exprs(model, f.reshape(-1).tolist(), point)
+        with mpmath.workdps(symbolic.DPS):
+            cols = [[r[j] for r in rows] for j in range(f.size)]
+            if model.reduction == "none":
+                want = np.array([[symbolic._to_float(v) for v in c] for c in cols]).T.reshape((-1,) + p.shape)
+            else:
+                want = np.array([symbolic._to_float(symbolic._reduce_mp(c, model.reduction)) for c in cols]).reshape(
+                    p.shape
+                )
+        np.testing.assert_array_equal(got.values[name], want)
+
+
+def test_mlp_matches_autograd():
+    model = mlp(300)
+    point = model.param_values()
+    exact = symbolic.gradients(model, point)
+    torch_ = autograd.gradients(model, point, "float64")
+    for name in model.params:
+        np.testing.assert_allclose(exact.values[name], torch_.values[name], rtol=1e-12, atol=1e-15)
+
+
+def test_exact_where_float_cancels():
+    # (w + 1e16) - 1e16 is w exactly, but not in float64.
+    model = gc.Model.from_dict(
+        {"params": {"w": 0.3}, "data": {"x": [1.0, 2.0]}, "model": {"loss": "x * ((w + 1e16) - 1e16)**2"}}
+    )
+    exact = symbolic.gradients(model, model.param_values())
+    assert float(exact.values["w"]) == pytest.approx(2 * 0.3 * 1.5, rel=1e-15)
+
+
+def test_undefined_sample_does_not_poison_the_others():
+    model = gc.Model.from_dict(
+        {"params": {"w": 1.0}, "data": {"x": [0.0, 2.0]}, "model": {"loss": "log(w * x)"}, "reduction": "none"}
+    )
+    g = symbolic.gradients(model, model.param_values())
+    assert not np.isfinite(g.values["w"][0])
+    assert g.values["w"][1] == 1.0
+
+
+def test_piecewise_functions_evaluate_per_sample():
+    model = gc.Model.from_dict(
+        {
+            "params": {"w": 0.5},
+            "data": {"x": [-1.0, 0.0, 2.0]},
+            "model": {"loss": "relu(w * x) + abs(w - x) + max(w, x)"},
+        }
+    )
+    g = symbolic.gradients(model, model.param_values())
+    # relu': 0, 1/2 (Heaviside(0)), 1 -> x * that = 0, 0, 2; abs': sign(w - x) = 1, 1, -1; max': 1, 1, 0
+    assert float(g.values["w"]) == pytest.approx((0 + 0 + 2 + 1 + 1 - 1 + 1 + 1 + 0) / 3, rel=1e-15)
+
+
+def test_formulas_stay_readable():
+    model = gc.load(EXAMPLES[[p.stem for p in EXAMPLES].index("linear")])
+    assert str(model.gradient_formula("w")) == "2*x*(b + w*x - y)"
+    assert isinstance(model.gradient_formula("b"), sympy.Expr)
+
+
+def test_source_imports_neither_torch_nor_finite_differences():
+    text = (Path(symbolic.__file__)).read_text()
+    assert "import torch" not in text and "finite_diff" not in text
