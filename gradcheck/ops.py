@@ -153,7 +153,16 @@ def _sum(mod: Any, x: Any, rank: int) -> Any:
         return x.sum(dim=_axes(rank))
     import numpy as np
 
-    return np.asarray(x, dtype=object).sum(axis=_axes(rank)) if mod.__name__ == "sympy" else x.sum(axis=_axes(rank))
+    if mod.__name__ != "sympy":
+        return x.sum(axis=_axes(rank))
+    # Note: one Add per output element; NumPy's object sum adds pairwise, which SymPy
+    # re-flattens every time (quadratic in the length: seconds for a 1e3-term dot).
+    arr = np.asarray(x, dtype=object)
+    flat = arr.reshape(arr.shape[: arr.ndim - rank] + (-1,))
+    out = np.empty(flat.shape[:-1], dtype=object)
+    for idx in np.ndindex(*out.shape):
+        out[idx] = mod.Add(*flat[idx])
+    return out if out.ndim else out[()]
 
 
 def _size(shape: Shape) -> int:

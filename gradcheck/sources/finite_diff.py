@@ -294,14 +294,24 @@ def _richardson(
     levels = LEVELS.get(dtype, 4)
     h0 = 2 * eps ** (1 / 7) * np.maximum(1.0, np.abs(p))
     h0 = _kink_free_steps(model, point, name, dtype, h0)
+    # Next to a domain edge the steps shrink to fit; where even 1/1000 of the
+    # step does not fit on one side, the differences are one-sided, into the
+    # roomier side (f(p + s h) - f(p)) / (s h), extrapolated as first order.
+    side = np.ones(k)
+    one_sided = np.zeros(k, dtype=bool)
     if domain is not None:
-        room = np.minimum(p - domain[0], domain[1] - p) * 0.99
-        h0 = np.where(room > 0, np.minimum(h0, room), h0)
+        below, above = (p - domain[0]) * 0.99, (domain[1] - p) * 0.99
+        room = np.minimum(below, above)
+        one_sided = room < 1e-3 * h0
+        side = np.where(above >= below, 1.0, -1.0)
+        h0 = np.where(one_sided, np.minimum(h0, np.maximum(below, above)), np.minimum(h0, np.maximum(room, 0.0)))
     plus, minus = [], []
     for j in range(levels):
         h = h0 / 2**j
-        plus.append((p + h).astype(t).astype(np.float64) - p)  # the steps the dtype can take
-        minus.append((p - h).astype(t).astype(np.float64) - p)
+        up = np.where(one_sided, side * h, h)
+        down = np.where(one_sided, 0.0, -h)
+        plus.append((p + up).astype(t).astype(np.float64) - p)  # the steps the dtype can take
+        minus.append((p + down).astype(t).astype(np.float64) - p)
     delta = np.concatenate([d for pair in zip(plus, minus) for d in pair])
     idx = np.tile(np.arange(k), 2 * levels)
     f = _batched(model, point, name, idx, delta, dtype).astype(np.float64)
@@ -324,7 +334,7 @@ def _richardson(
             row = [(red[2 * j] - red[2 * j + 1]) / width]
             rrow = [2 * noise / np.abs(width)]
             for m in range(1, j + 1):
-                c = 4.0**m - 1
+                c = col(np.where(one_sided, 2.0**m - 1, 4.0**m - 1))
                 row.append(row[m - 1] + (row[m - 1] - table[j - 1][m - 1]) / c)
                 rrow.append(((c + 1) * rrow[m - 1] + rounding[j - 1][m - 1]) / c)
             for m in range(j + 1):

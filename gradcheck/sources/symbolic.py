@@ -93,14 +93,56 @@ def _build(model: Model) -> _Built:
     return cached  # type: ignore[no-any-return]
 
 
+#: Largest estimated size of the inlined per-sample loss (see :func:`inlined_size`)
+#: for which :func:`formula` inlines it; bigger models get the chain-rule form.
+MAX_INLINED_SIZE = 500
+
+
+def inlined_size(model: Model) -> int:
+    """A cheap estimate of the size of the inlined per-sample loss, from the IR.
+
+    Every node counts its number of elements, and a reference to an earlier
+    entry counts that entry's whole size (it is copied in by inlining), so
+    chains of entries that reuse each other grow as their inlined form does.
+    """
+    size: dict[str, int] = {}
+    for entry, node in model.entries.items():
+        total = 0
+        for n in node.walk():
+            if n.op == "name" and n.value in size:
+                total += size[str(n.value)]
+            else:
+                total += int(np.prod(n.shape, dtype=np.int64)) if n.shape else 1
+        size[entry] = total
+        if entry == model.loss:
+            break
+    return size.get(model.loss, 0)
+
+
+def formula_in_entries(model: Model) -> bool:
+    """True when :func:`formula` writes derivatives in terms of the model's entries."""
+    return inlined_size(model) > MAX_INLINED_SIZE
+
+
 def formula(model: Model, name: str) -> Any:
     """The derivative of the per-sample loss with respect to ``name`` (SymPy).
 
-    Built on first request by differentiating the inlined loss per element,
-    so it reads as SymPy writes it (e.g. ``2*x*(b + w*x - y)``).
+    Built on first request. For a small model the loss is inlined and
+    differentiated per element, so it reads as SymPy writes it (e.g.
+    ``2*x*(b + w*x - y)``). When the inlined loss would be large
+    (:func:`formula_in_entries`), the derivative is the chain rule over the
+    model's entries instead, with the entries as symbols (e.g.
+    ``2*(y_pred - y)`` for an MLP's output bias): its size is that of the
+    entries that depend on ``name``, not of the whole inlined loss.
     """
     import sympy
 
+    if formula_in_entries(model):
+        cache = model.cache.setdefault("symbolic_entry_formulas", {})
+        if name not in cache:
+            cache[name] = _entry_formula(model, name)
+        g = cache[name]
+        return g.item() if g.ndim == 0 else sympy.Array(g.tolist())
     built = _build(model)
     g = built.grads.get(name)
     if g is None:
@@ -110,6 +152,51 @@ def formula(model: Model, name: str) -> Any:
             g[idx] = sympy.diff(built.loss, syms[idx])
         built.grads[name] = g
     return g.item() if g.ndim == 0 else sympy.Array(g.tolist())
+
+
+def _entry_formula(model: Model, name: str) -> np.ndarray:
+    """d loss / d ``name`` per element by the chain rule over the entries (entries as symbols)."""
+    import sympy
+
+    # The entries that depend on `name` (directly or through earlier entries).
+    deps: set[str] = set()
+    for entry, node in model.entries.items():
+        if any(ref == name or ref in deps for ref in node.names()):
+            deps.add(entry)
+        if entry == model.loss:
+            break
+    # Symbols only for what the dependent entries use (a big weight matrix elsewhere costs nothing).
+    used = {name} | {ref for e in deps for ref in model.entries[e].names()}
+    env: dict[str, Any] = {k: _symbols(k, model.shape_of(k)) for k in used if k in model.params or k in model.data}
+    local: dict[str, np.ndarray] = {}  # each dependent entry in terms of earlier entries' symbols
+    for entry, node in model.entries.items():
+        if entry in deps:
+            local[entry] = np.asarray(interp.run(node, env, "sympy", sympy), dtype=object)
+        if entry in used or entry in deps:
+            env[entry] = _symbols(entry, model.shape_of(entry))
+        if entry == model.loss:
+            break
+    wanted = env[name]
+    active: set[Any] = {s for e in deps for s in np.asarray(env[e]).reshape(-1)}
+    active |= set(np.asarray(wanted).reshape(-1))
+    adjoint: dict[Any, list[Any]] = {}
+    if model.loss in deps:
+        adjoint[np.asarray(env[model.loss]).item()] = [sympy.Integer(1)]
+    for entry in reversed([e for e in local]):
+        syms, exprs = np.asarray(env[entry]), np.broadcast_to(local[entry], model.shape_of(entry))
+        for idx in np.ndindex(*syms.shape):
+            terms = adjoint.pop(syms[idx], None)
+            if not terms:
+                continue
+            a = sympy.Add(*terms)
+            e = sympy.sympify(exprs[idx])
+            for s, p in _partials(e, active).items():
+                # Name the entry where its derivative repeats it (tanh' = 1 - h**2).
+                adjoint.setdefault(s, []).append(a * sympy.sympify(p).xreplace({e: syms[idx]}))
+    out = np.empty(np.shape(wanted), dtype=object)
+    for idx in np.ndindex(*out.shape):
+        out[idx] = sympy.factor_terms(sympy.Add(*adjoint.get(np.asarray(wanted)[idx], [])))
+    return out
 
 
 def loss_expression(model: Model) -> Any:
