@@ -49,14 +49,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _tolerance(text: str) -> float:
+def finite_number(text: str, *, zero: bool = True) -> float:
+    """A finite number >= 0 (> 0 unless ``zero``) from a flag's text."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number {'>=' if zero else '>'} 0, got {text!r}")
     return value
+
+
+def _tolerance(text: str) -> float:
+    return finite_number(text)
 
 
 def check_parser() -> argparse.ArgumentParser:

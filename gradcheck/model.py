@@ -340,14 +340,7 @@ class _Builder:
         spec = self.spec
         if not isinstance(spec, Mapping):
             raise ModelError("a model must be a mapping", file=self.file)
-        for key in spec:
-            if key not in _TOP_KEYS:
-                guess = close_match(str(key), _TOP_KEYS)
-                raise self.error(
-                    f"unknown section {key!r}",
-                    (key,),
-                    fix=f"did you mean {guess!r}?" if guess else "sections: " + ", ".join(_TOP_KEYS),
-                )
+        self.known(spec, _TOP_KEYS, (), "section")
         name = spec.get("name", self.name or "model")
         if not isinstance(name, str) or not name:
             raise self.error(f"name must be text, got {name!r}", ("name",))
@@ -411,15 +404,7 @@ class _Builder:
     def check_config(self, raw: Any) -> CheckConfig:
         if not isinstance(raw, Mapping):
             raise self.error(f"check must be a mapping, got {raw!r}", ("check",))
-        allowed = ("dtype", "rtol", "atol", "points", "seed")
-        for key in raw:
-            if key not in allowed:
-                guess = close_match(str(key), allowed)
-                raise self.error(
-                    f"unknown option {key!r}",
-                    ("check", key),
-                    fix=f"did you mean {guess!r}?" if guess else "options: " + ", ".join(allowed),
-                )
+        self.known(raw, ("dtype", "rtol", "atol", "points", "seed"), ("check",), "option")
         dtype = raw.get("dtype", "float64")
         if dtype not in DTYPES:
             raise self.error(f"dtype must be float64 or float32, got {dtype!r}", ("check", "dtype"))
@@ -432,15 +417,7 @@ class _Builder:
     def train_config(self, raw: Any, data: dict[str, np.ndarray]) -> TrainConfig:
         if not isinstance(raw, Mapping):
             raise self.error(f"train must be a mapping, got {raw!r}", ("train",))
-        allowed = ("epochs", "lr", "mode", "predict")
-        for key in raw:
-            if key not in allowed:
-                guess = close_match(str(key), allowed)
-                raise self.error(
-                    f"unknown option {key!r}",
-                    ("train", key),
-                    fix=f"did you mean {guess!r}?" if guess else "options: " + ", ".join(allowed),
-                )
+        self.known(raw, ("epochs", "lr", "mode", "predict"), ("train",), "option")
         epochs = self.count(raw.get("epochs", 100), ("train", "epochs"))
         lr = self.number(raw.get("lr", 0.01), ("train", "lr"), positive=True)
         mode = raw.get("mode", "sgd")
@@ -458,6 +435,17 @@ class _Builder:
                     fix=f"did you mean {guess!r}?" if guess else "data columns: " + ", ".join(data),
                 )
         return TrainConfig(epochs, float(lr or 0.01), mode, dict(predict))
+
+    def known(self, raw: Mapping[str, Any], allowed: tuple[str, ...], where: tuple[Any, ...], what: str) -> None:
+        """Every key of ``raw`` is one of ``allowed``; else an error suggesting the closest."""
+        for key in raw:
+            if key not in allowed:
+                guess = close_match(str(key), allowed)
+                raise self.error(
+                    f"unknown {what} {key!r}",
+                    where + (key,),
+                    fix=f"did you mean {guess!r}?" if guess else f"{what}s: " + ", ".join(allowed),
+                )
 
     def number(
         self, value: Any, where: tuple[Any, ...], *, positive: bool = False, zero: bool = False
@@ -515,15 +503,7 @@ class _Builder:
     def param_spec(
         self, spec: Mapping[str, Any], where: tuple[Any, ...], seed: int, name: str
     ) -> tuple[np.ndarray, tuple[float, float] | None]:
-        allowed = ("value", "shape", "init", "std", "mean", "low", "high", "domain")
-        for key in spec:
-            if key not in allowed:
-                guess = close_match(str(key), allowed)
-                raise self.error(
-                    f"unknown parameter option {key!r}",
-                    where + (key,),
-                    fix=f"did you mean {guess!r}?" if guess else "options: " + ", ".join(allowed),
-                )
+        self.known(spec, ("value", "shape", "init", "std", "mean", "low", "high", "domain"), where, "parameter option")
         domain = None
         if "domain" in spec:
             d = spec["domain"]

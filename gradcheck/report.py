@@ -23,11 +23,12 @@ def _json_number(x: float) -> float | str:
     return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
-def _json_array(a: Any) -> Any:
+def json_value(a: Any) -> Any:
+    """A number or array for JSON: nested lists of floats, non-finite values as strings."""
     arr = np.asarray(a, dtype=np.float64)
     if arr.ndim == 0:
         return _json_number(float(arr))
-    return [_json_array(x) for x in arr]
+    return [json_value(x) for x in arr]
 
 
 def _label(name: str, idx: tuple[int, ...]) -> str:
@@ -86,8 +87,8 @@ class GradientResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "shape": list(self.shape),
-            "values": {src: _json_array(v) for src, v in self.values.items()},
-            "fd_error": _json_array(self.fd_error),
+            "values": {src: json_value(v) for src, v in self.values.items()},
+            "fd_error": json_value(self.fd_error),
             "status": self.status,
             "odd_one_out": self.odd_one_out,
             "note": self.note,
@@ -108,8 +109,8 @@ class PointResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "params": {k: _json_array(v) for k, v in self.params.items()},
-            "loss": _json_array(self.loss),
+            "params": {k: json_value(v) for k, v in self.params.items()},
+            "loss": json_value(self.loss),
             "status": self.status,
             "gradients": {k: g.to_dict() for k, g in self.gradients.items()},
         }

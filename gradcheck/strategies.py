@@ -114,6 +114,10 @@ def _element(
         allow_infinity=False,
         allow_subnormal=False,
     )
+    if domain is not None and endpoints:
+        # The edges themselves, drawn often rather than left to chance (they shrink last).
+        edges = [float(kind(e)) for e in (lo, hi) if lo <= float(kind(e)) <= hi]
+        return offsets.map(place) | st.sampled_from(edges)
     return offsets.map(place)
 
 

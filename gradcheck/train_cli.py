@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from .cli import EXIT_OK, _Parser, _positive_int
+from .cli import EXIT_OK, _Parser, _positive_int, finite_number
 from .errors import ModelError
 
 _EPILOG = """\
@@ -32,13 +31,7 @@ Docs: docs/tutorial.md, docs/cli.md
 
 
 def _learning_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (0 < value < math.inf):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
+    return finite_number(text, zero=False)
 
 
 def train_parser() -> argparse.ArgumentParser:

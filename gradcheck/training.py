@@ -39,6 +39,7 @@ import numpy as np
 
 from .errors import ModelError, close_match
 from .model import MODES, Model
+from .report import json_value
 
 #: The gradient sources training can use, in the order they are run and shown.
 SOURCES = ("symbolic", "autograd", "finite_difference")
@@ -104,25 +105,25 @@ class TrainResult:
             "dtype": self.dtype,
             "sources": {
                 name: {
-                    "params": {k: _json(v) for k, v in run.params.items()},
-                    "initial_loss": _json(run.initial_loss),
-                    "losses": [_json(v) for v in run.losses],
+                    "params": {k: json_value(v) for k, v in run.params.items()},
+                    "initial_loss": json_value(run.initial_loss),
+                    "losses": [json_value(v) for v in run.losses],
                 }
                 for name, run in self.runs.items()
             },
         }
         if self.max_trajectory_difference is not None:
-            out["max_trajectory_difference"] = _json(self.max_trajectory_difference)
+            out["max_trajectory_difference"] = json_value(self.max_trajectory_difference)
         if self.prediction is not None:
             p = self.prediction
             out["predict"] = {
-                "inputs": {k: _json(v) for k, v in p.inputs.items()},
+                "inputs": {k: json_value(v) for k, v in p.inputs.items()},
                 "output": p.output,
-                "before": _json(p.before),
-                "after": _json(p.after[self.primary]),
+                "before": json_value(p.before),
+                "after": json_value(p.after[self.primary]),
             }
             if len(p.after) > 1:
-                out["predict"]["after_by_source"] = {k: _json(v) for k, v in p.after.items()}
+                out["predict"]["after_by_source"] = {k: json_value(v) for k, v in p.after.items()}
         return out
 
     def render(self, console: Any) -> None:
@@ -462,16 +463,6 @@ def predict_output(model: Model, params: Mapping[str, np.ndarray], inputs: Mappi
 def _guess(name: str, options: Any) -> str | None:
     guess = close_match(name, options)
     return f"did you mean {guess!r}?" if guess else None
-
-
-def _json(value: Any) -> Any:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim:
-        return [_json(v) for v in arr]
-    x = float(arr)
-    if math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
 def _fmt(value: Any) -> str:
