@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -216,10 +218,28 @@ def accuracy(quick: bool) -> list[tuple[str, ...]]:
     return [("model", "params", *peers), *rows]
 
 
+def torch_threads() -> None:
+    """torch's slow gradcheck with 1 thread and with 2: the benchmark uses the faster."""
+    import torch
+
+    model = mlp(1000)
+    times = {}
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        times[threads] = torch_gradcheck(model, fast=False)
+    say("## torch threads: slow gradcheck of the 1e3-parameter MLP")
+    say()
+    say(
+        f"2 threads {times[2]:.2f} s, 1 thread {times[1]:.2f} s: every op of a forward pass is tiny, so on a busy "
+        "2-core machine the threads' hand-offs cost more than they save. The timings below use 1 thread."
+    )
+    say()
+
+
 def scale(quick: bool) -> list[tuple[str, ...]]:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # torch's fastest setting here (see torch_threads)
     limits.SYMBOLIC_SECONDS = 0  # measure, do not stop
     sizes = [10, 100, 1000] if quick else [10, 100, 1000, 3000, 10000]
     naive_max = 100 if quick else 1000
@@ -228,19 +248,23 @@ def scale(quick: bool) -> list[tuple[str, ...]]:
     head = (
         "params",
         "gc.check (3-way)",
+        "gc.check --directions 8",
         "symbolic",
         "finite diff",
         "torch slow",
         "torch fast",
         "naive SymPy",
         "check / torch slow",
+        "time / param vs previous",
     )
     say("  ".join(f"{h:>18s}" for h in head))
     rows: list[tuple[str, ...]] = [head]
+    previous: tuple[int, float] | None = None
     for n in sizes:
         model = mlp(n)
         point = model.param_values()
         t_check, report = timed(lambda model=model: gc.check(mlp(n_params(model))))
+        t_dir, report_dir = timed(lambda model=model: gc.check(mlp(n_params(model)), directions=8))
         t_sym, _ = timed(lambda: symbolic.gradients(mlp(n), point))
         t_fd, _ = timed(lambda model=model: finite_diff.gradients(model, point, "float64"))
         t_slow = torch_gradcheck(model, fast=False)
@@ -250,18 +274,55 @@ def scale(quick: bool) -> list[tuple[str, ...]]:
             naive = f"{t_naive:.2f}"
         else:
             naive = "(skipped)"
+        growth = "" if previous is None else f"{(t_check / n_params(model)) / (previous[1] / previous[0]):.2f}x"
+        previous = (n_params(model), t_check)
         cells = (
             str(n_params(model)),
             f"{t_check:.2f} ({report.status})",
+            f"{t_dir:.2f} ({report_dir.status})",
             f"{t_sym:.2f}",
             f"{t_fd:.2f}",
             f"{t_slow:.2f}",
             f"{t_fast:.2f}",
             naive,
             f"{t_check / t_slow:.1f}x",
+            growth,
         )
         rows.append(cells)
         say("  ".join(f"{c:>18s}" for c in cells))
+    say()
+    return rows
+
+
+def startup(runs: int) -> list[tuple[str, ...]]:
+    """Median wall-clock seconds of whole processes: the import floor, a check, --help, a bad file."""
+    py = sys.executable
+    bad = ROOT / "benchmarks" / "_bad.yaml"
+    bad.write_text("params: {w: 1.0}\nmodel:\n  loss: w * unknown_name\n")
+    commands = {
+        'python -c "import torch, sympy, numpy"': [py, "-c", "import torch, sympy, numpy"],
+        "python -m gradcheck examples/lesson.yaml": [py, "-m", "gradcheck", "examples/lesson.yaml"],
+        "python -m gradcheck --help": [py, "-m", "gradcheck", "--help"],
+        "python -m gradcheck bad.yaml (unknown name)": [py, "-m", "gradcheck", str(bad)],
+    }
+    say(f"## Start-up: median of {runs} runs, seconds")
+    say()
+    medians = {}
+    try:
+        for label, cmd in commands.items():
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                times.append(time.perf_counter() - t)
+            medians[label] = statistics.median(times)
+    finally:
+        bad.unlink()
+    floor = medians['python -c "import torch, sympy, numpy"']
+    rows: list[tuple[str, ...]] = [("command", "median s", "/ import floor")]
+    for label, m in medians.items():
+        rows.append((f"`{label}`", f"{m:.2f}", f"{m / floor:.2f}x"))
+        say(f"{label:48s} {m:6.2f} s  {m / floor:5.2f}x")
     say()
     return rows
 
@@ -285,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {platform.machine()}, {platform.python_version()}, torch {torch.__version__}, sympy {sympy.__version__}"
     )
     say()
+    start = startup(3 if args.quick else 7)
     acc = accuracy(args.quick)
+    torch_threads()
     big = scale(args.quick)
     say(f"total {time.perf_counter() - t0:.0f} s")
     doc = [
@@ -294,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         "Written by `python benchmarks/run.py" + (" --quick" if args.quick else "") + "` (do not edit by hand;",
         "run it again). Wall-clock times on one noisy 2-core machine: compare ratios within",
         "a run, not numbers across runs.",
+        "",
+        "## Start-up",
+        "",
+        "Whole processes, wall clock (the lesson check includes printing its table and formula).",
+        "",
+        *markdown(start),
         "",
         "## Finite differences: accuracy",
         "",
@@ -305,10 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Scale: a one-hidden-layer tanh MLP (10 inputs, 32 samples)",
         "",
-        "`gc.check` runs all three sources, the kink search and the verdicts; `symbolic` and",
+        "`gc.check` runs all three sources on every parameter element, the kink search and the",
+        "verdicts; `--directions 8` checks 8 random directions instead (docs/how-it-works.md). `symbolic` and",
         "`finite diff` are those sources alone (symbolic includes building and compiling the",
         "tape). torch's gradcheck compares two ways (autograd and its central difference).",
-        "Naive SymPy differentiates the inlined loss once per parameter element.",
+        "Naive SymPy differentiates the inlined loss once per parameter element. torch runs on one",
+        "thread, its fastest setting here (the script's output shows both). The last column is the",
+        "3-way check's time per parameter relative to the previous size (1.00x: linear growth).",
         "",
         *markdown(big),
         "",

@@ -57,6 +57,7 @@ def check(
     points: int | None = None,
     seed: int | None = None,
     strict: bool = False,
+    directions: int | None = None,
 ) -> Report:
     """Check ``model``'s gradients three ways (and against each of ``against``).
 
@@ -67,6 +68,9 @@ def check(
     per-sample losses; its autograd gradient joins the comparison under that
     name. ``dtype``, ``rtol``, ``atol``, ``points`` and ``seed`` override the
     model's ``check:`` section; ``strict`` makes a kink fail ``report.ok``.
+    ``directions=K`` checks K seeded random unit directions over all
+    parameters jointly (gradient . v, three ways) instead of every element;
+    the report then holds ``direction[0]``, ... as scalar pseudo-parameters.
 
     Raises :class:`ModelError` for an unusable argument (an unknown
     parameter in ``at``, a wrong shape, a non-finite value, a bad dtype) and
@@ -84,6 +88,7 @@ def check(
         points=points,
         seed=seed,
         strict=strict,
+        directions=directions,
     )
 
 
@@ -98,6 +103,7 @@ def assert_agree(
     points: int | None = None,
     seed: int | None = None,
     strict: bool = False,
+    directions: int | None = None,
 ) -> Report:
     """:func:`check`, raising ``AssertionError`` unless ``report.ok``; else the report.
 
@@ -116,6 +122,7 @@ def assert_agree(
         points=points,
         seed=seed,
         strict=strict,
+        directions=directions,
     )
     if not report.ok:
         raise AssertionError(

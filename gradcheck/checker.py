@@ -77,10 +77,20 @@ def check(
     points: int | None = None,
     seed: int | None = None,
     strict: bool = False,
+    directions: int | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Check the model's gradients three ways (and against any extra sources)."""
+    """Check the model's gradients three ways (and against any extra sources).
+
+    With ``directions=K`` (K >= 1), K random unit directions over all
+    parameters jointly are checked instead of every element (see
+    :func:`random_directions` and ``docs/how-it-works.md``, "Directional mode").
+    """
     from .sources import autograd, finite_diff, symbolic
+
+    if directions is not None and (isinstance(directions, bool) or not isinstance(directions, int) or directions < 0):
+        raise ModelError(f"directions must be a whole number >= 1, got {directions!r}", fix="use e.g. directions=8")
+    directions = directions or None
 
     dtype = dtype or model.check.dtype
     if dtype not in ("float64", "float32"):
@@ -91,7 +101,9 @@ def check(
     n_random = model.check.points if points is None else points
     seed = model.check.seed if seed is None else seed
     todo = [_as_point(model, at)] + random_points(model, n_random, seed)
-    budget = limits.Budget(file=model.path or model.name, size=sum(p.value.size for p in model.params.values()))  # SymPy work is bounded in time (docs/limits.md)
+    budget = limits.Budget(
+        file=model.path or model.name, size=sum(p.value.size for p in model.params.values())
+    )  # SymPy work is bounded in time (docs/limits.md)
     results = []
     sources = ["symbolic", "autograd", "finite_difference"]
     if model.expected:
@@ -99,6 +111,7 @@ def check(
     sources.extend(against or {})
     # Data are rounded to the dtype too, so every source sees the same function.
     model = _data_in_dtype(model, dtype)
+    vs = random_directions(model, directions, seed) if directions else None
     for i, raw in enumerate(todo):
         point = _round(raw, dtype)
         say = progress or (lambda _msg: None)
@@ -108,7 +121,8 @@ def check(
         say(f"point {i + 1}/{len(todo)}: autograd")
         found["autograd"] = autograd.gradients(model, point, dtype)
         say(f"point {i + 1}/{len(todo)}: finite differences")
-        found["finite_difference"] = finite_diff.gradients(model, point, dtype)
+        if vs is None:
+            found["finite_difference"] = finite_diff.gradients(model, point, dtype)
         if model.expected:
             with budget.spend("evaluating `expected`"):
                 found["expected"] = symbolic.expected_gradients(model, point)
@@ -116,7 +130,10 @@ def check(
             say(f"point {i + 1}/{len(todo)}: {name}")
             found[name] = _against(model, fn, point, dtype, name)
         say(f"point {i + 1}/{len(todo)}: kinks")
-        results.append(_judge_point(model, point, found, tol, dtype))
+        if vs is None:
+            results.append(_judge_point(model, point, found, tol, dtype))
+        else:
+            results.append(_judge_directions(model, point, found, vs, tol, dtype))
     with budget.spend("printing the derivative formulas"):
         formulas, notes = _formulas(model)
     return Report(
@@ -129,6 +146,116 @@ def check(
         notes=notes,
         strict=strict,
         model_obj=model,
+        directions=directions,
+    )
+
+
+def random_directions(model: Model, count: int, seed: int) -> dict[str, np.ndarray]:
+    """``count`` seeded random unit directions over all parameters jointly (flattened).
+
+    Returns, per parameter, an array ``(count,) + shape``: row k of every
+    parameter together is direction k, a standard normal vector scaled to
+    norm 1. The generator is seeded by ``seed`` (and differs from the one
+    that draws random points), so the same check draws the same directions.
+    """
+    rng = np.random.default_rng([seed, 0xD1])
+    sizes = [p.value.size for p in model.params.values()]
+    v = rng.standard_normal((count, sum(sizes)))
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-300)
+    out, start = {}, 0
+    for (name, p), size in zip(model.params.items(), sizes):
+        out[name] = v[:, start : start + size].reshape((count,) + p.shape)
+        start += size
+    return out
+
+
+def _project(model: Model, values: Mapping[str, Any], vs: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Gradient . v for every direction: ``(K,)``, or ``(K, N)`` for ``reduction: none``."""
+    total: Any = 0.0
+    for name, v in vs.items():
+        g = np.asarray(values[name], dtype=np.float64)
+        k = v.shape[0]
+        flat_v = v.reshape(k, -1)
+        if model.reduction == "none":
+            total = total + np.einsum("ke,ne->kn", flat_v, g.reshape(g.shape[0], -1))
+        else:
+            total = total + flat_v @ g.reshape(-1)
+    return np.asarray(total, dtype=np.float64)
+
+
+def _judge_directions(
+    model: Model,
+    point: dict[str, np.ndarray],
+    found: dict[str, Any],
+    vs: dict[str, np.ndarray],
+    tol: compare.Tolerance,
+    dtype: str,
+) -> PointResult:
+    """Verdicts on gradient . v, one pseudo-parameter ``direction[k]`` per direction."""
+    from . import kinks as _kinks
+    from .sources import finite_diff
+
+    sym = found["symbolic"]
+    k = next(iter(vs.values())).shape[0]
+    projected = {src: _project(model, res.values, vs) for src, res in found.items()}
+    fd_value, fd_error, _method = finite_diff.directional(model, point, vs, dtype)
+    projected["finite_difference"] = fd_value
+    # The scale of gradient . v: the per-sample magnitudes projected on |v|.
+    scale = _project(model, sym.info["scale"], {n: np.abs(v) for n, v in vs.items()})
+    sites = _kinks.find_sites(model, point)
+    kink = None
+    if sites:
+        left, right, err = finite_diff.directional_one_sided(model, point, vs, "float64")
+        differs = np.abs(left - right) > 10 * err + 1e-9 * np.maximum(np.abs(left), np.abs(right))
+        kink = _kinks.Kink(left, right, err, differs, sites)
+    loss = np.asarray(sym.loss, dtype=np.float64)
+    gradients = {}
+    for j in range(k):
+        name = f"direction[{j}]"
+        shape_here = (model.n_samples,) if model.reduction == "none" else ()
+        errors = np.asarray(fd_error[j], dtype=np.float64).copy()
+        verdicts = {}
+        for idx in np.ndindex(*shape_here):
+            values = {src: float(np.asarray(v[j])[idx]) for src, v in projected.items()}
+            one_kink = None
+            if kink is not None and bool(np.asarray(kink.differs[j])[idx]):
+                lft, rgt = float(np.asarray(kink.left[j])[idx]), float(np.asarray(kink.right[j])[idx])
+                one_kink = (lft, rgt, _direction_kink_note(kink, lft, rgt))
+            elif kink is not None:
+                middle = 0.5 * (float(np.asarray(kink.left[j])[idx]) + float(np.asarray(kink.right[j])[idx]))
+                widened = abs(values["finite_difference"] - middle) + float(np.asarray(kink.error[j])[idx])
+                errors[idx] = max(float(errors[idx]), widened)
+            loss_ok = bool(np.all(np.isfinite(loss[idx[0]] if model.reduction == "none" else loss)))
+            verdicts[idx] = compare.judge(
+                values,
+                scale=compare.element_scale(scale[j], idx),
+                fd_error=float(errors[idx]),
+                tol=tol,
+                exact_loss_finite=loss_ok,
+                kink=one_kink,
+            )
+        gradients[name] = GradientResult.combine(
+            name,
+            (),
+            per_sample=model.reduction == "none",
+            values={src: np.asarray(v[j], dtype=np.float64) for src, v in projected.items()},
+            fd_error=errors,
+            verdicts=verdicts,
+        )
+    return PointResult(params=point, loss=sym.loss, gradients=gradients)
+
+
+def _direction_kink_note(kink: Any, left: float, right: float) -> str:
+    site = kink.sites[0]
+    where = (
+        f"sample{'s' if len(site.samples) > 1 else ''} {', '.join(map(str, site.samples))}"
+        if site.samples
+        else "this point"
+    )
+    more = f" (and {len(kink.sites) - 1} more)" if len(kink.sites) > 1 else ""
+    return (
+        f"{site.text} in {site.entry!r} is at its kink for {where}{more}: "
+        f"left derivative along this direction {left:.10g}, right {right:.10g}; {site.convention}"
     )
 
 
@@ -140,7 +267,9 @@ def _against(model: Model, fn: Callable[..., Any], point: dict[str, np.ndarray],
     except ModelError:
         raise
     except Exception as err:  # the user's code failed: say which and why
-        raise ModelError(f"{name} raised {type(err).__name__}: {err}", fix="fix the function passed to `against`") from err
+        raise ModelError(
+            f"{name} raised {type(err).__name__}: {err}", fix="fix the function passed to `against`"
+        ) from err
 
 
 def _judge_point(
@@ -184,7 +313,9 @@ def _judge_point(
             name,
             shape,
             per_sample=model.reduction == "none",
-            values={src: np.asarray(res.values[name], dtype=np.float64) for src, res in found.items() if name in res.values},
+            values={
+                src: np.asarray(res.values[name], dtype=np.float64) for src, res in found.items() if name in res.values
+            },
             fd_error=np.asarray(fd.errors[name]),
             verdicts=elems,
         )
@@ -196,8 +327,16 @@ MAX_FORMULA_ELEMENTS = 16
 
 
 def _formulas(model: Model) -> tuple[dict[str, Any], list[str]]:
+    from .sources import symbolic
+
     formulas: dict[str, Any] = {}
     notes = []
+    if symbolic.formula_in_entries(model):
+        notes.append(
+            f"formulas are written with the model's entries as symbols ({', '.join(model.entries)}), by the chain rule: "
+            f"the loss with every entry substituted would be too large to read (about {symbolic.inlined_size(model)} "
+            f"operations, more than {symbolic.MAX_INLINED_SIZE})"
+        )
     for name, p in model.params.items():
         if p.value.size > MAX_FORMULA_ELEMENTS:
             notes.append(
@@ -206,7 +345,9 @@ def _formulas(model: Model) -> tuple[dict[str, Any], list[str]]:
             )
             continue
         f = model.gradient_formula(name)
-        formulas[name] = str(f) if not p.shape else np.vectorize(str, otypes=[object])(np.asarray(f.tolist(), dtype=object)).tolist()
+        formulas[name] = (
+            str(f) if not p.shape else np.vectorize(str, otypes=[object])(np.asarray(f.tolist(), dtype=object)).tolist()
+        )
     return formulas, notes
 
 

@@ -78,15 +78,32 @@ def check_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", metavar="MODEL.yaml", help="model file(s) to check")
     p.add_argument("--json", action="store_true", help="print one JSON report on stdout (a list for several files)")
     p.add_argument(
-        "--points", type=_positive_int, metavar="N", help="random parameter points to check besides the file's values (default: check.points, 0)"
+        "--points",
+        type=_positive_int,
+        metavar="N",
+        help="random parameter points to check besides the file's values (default: check.points, 0)",
     )
-    p.add_argument("--seed", type=_positive_int, metavar="S", help="seed for every random choice (default: check.seed, 0)")
     p.add_argument(
-        "--dtype", choices=("float64", "float32"), help="dtype of autograd and finite differences (default: check.dtype, float64)"
+        "--seed", type=_positive_int, metavar="S", help="seed for every random choice (default: check.seed, 0)"
     )
-    p.add_argument("--rtol", type=_tolerance, metavar="R", help="relative tolerance (default: 1e-6 for float64, 1e-4 for float32)")
-    p.add_argument("--atol", type=_tolerance, metavar="A", help="absolute tolerance (default: 1e-9 for float64, 1e-6 for float32)")
+    p.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        help="dtype of autograd and finite differences (default: check.dtype, float64)",
+    )
+    p.add_argument(
+        "--rtol", type=_tolerance, metavar="R", help="relative tolerance (default: 1e-6 for float64, 1e-4 for float32)"
+    )
+    p.add_argument(
+        "--atol", type=_tolerance, metavar="A", help="absolute tolerance (default: 1e-9 for float64, 1e-6 for float32)"
+    )
     p.add_argument("--strict", action="store_true", help="treat kinks (non-differentiable points) as failures")
+    p.add_argument(
+        "--directions",
+        type=_positive_int,
+        metavar="K",
+        help="check K random unit directions (gradient . v, seeded by --seed) instead of every parameter element; for big models",
+    )
     p.add_argument(
         "--against",
         action="append",
@@ -207,6 +224,7 @@ def run_check(argv: Sequence[str]) -> int:
                     points=args.points,
                     seed=args.seed,
                     strict=args.strict,
+                    directions=args.directions or None,
                     progress=_prefixed(progress, model.name),
                 )
             )

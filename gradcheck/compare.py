@@ -77,11 +77,17 @@ def judge(
     others = {s: v for s, v in values.items() if s != "symbolic"}
 
     def allowed(source: str) -> float:
-        return tol.allowed(max(scale, abs(ref) if math.isfinite(ref) else 0.0), fd_error if source == "finite_difference" else 0.0)
+        return tol.allowed(
+            max(scale, abs(ref) if math.isfinite(ref) else 0.0), fd_error if source == "finite_difference" else 0.0
+        )
 
     if not exact_loss_finite or not math.isfinite(ref):
         what = "the loss" if not exact_loss_finite else "the exact derivative"
-        return Verdict("undefined", None, f"{what} is not finite here (symbolic gives {_fmt(ref)}); the gradient is undefined at this point")
+        return Verdict(
+            "undefined",
+            None,
+            f"{what} is not finite here (symbolic gives {_fmt(ref)}); the gradient is undefined at this point",
+        )
 
     if kink is not None:
         left, right, note = kink
@@ -108,7 +114,9 @@ def judge(
     )
     good = [s for s in others if s not in bad]
     if len(bad) == 1 and good:
-        return Verdict("mismatch", bad[0], f"{details}; {', '.join(good)} agree{'s' if len(good) == 1 else ''} with symbolic")
+        return Verdict(
+            "mismatch", bad[0], f"{details}; {', '.join(good)} agree{'s' if len(good) == 1 else ''} with symbolic"
+        )
     numeric = [s for s in ("autograd", "finite_difference") if s in bad]
     if len(numeric) == 2:
         a, f = others["autograd"], others["finite_difference"]

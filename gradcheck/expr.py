@@ -329,7 +329,9 @@ def infer_shapes(node: Node, shapes: Mapping[str, Shape], text: str | None = Non
         else:
             shape = op.shape(*(a.shape for a in args))
     except ShapeError as err:
-        raise ModelError(f"shape error: {err}", fix="check the shapes of the operands", text=text, offset=node.pos) from None
+        raise ModelError(
+            f"shape error: {err}", fix="check the shapes of the operands", text=text, offset=node.pos
+        ) from None
     return Node(node.op, args, node.value, node.pos, node.text, shape)
 
 

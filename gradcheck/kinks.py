@@ -46,7 +46,11 @@ class Kink:
 
     def note(self, index: tuple[int, ...] = ()) -> str:
         site = self.sites[0]
-        where = f"sample{'s' if len(site.samples) > 1 else ''} {', '.join(map(str, site.samples))}" if site.samples else "this point"
+        where = (
+            f"sample{'s' if len(site.samples) > 1 else ''} {', '.join(map(str, site.samples))}"
+            if site.samples
+            else "this point"
+        )
         left, right = float(self.left[index]), float(self.right[index])
         more = f" (and {len(self.sites) - 1} more)" if len(self.sites) > 1 else ""
         return (

@@ -447,9 +447,7 @@ class _Builder:
                     fix=f"did you mean {guess!r}?" if guess else f"{what}s: " + ", ".join(allowed),
                 )
 
-    def number(
-        self, value: Any, where: tuple[Any, ...], *, positive: bool = False, zero: bool = False
-    ) -> float | None:
+    def number(self, value: Any, where: tuple[Any, ...], *, positive: bool = False, zero: bool = False) -> float | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -466,14 +464,18 @@ class _Builder:
 
     def check_name(self, name: Any, where: tuple[Any, ...]) -> str:
         if not isinstance(name, str) or not _NAME.match(name):
-            raise self.error(f"{name!r} is not a valid name", where, fix="use letters, digits and _, not starting with a digit")
+            raise self.error(
+                f"{name!r} is not a valid name", where, fix="use letters, digits and _, not starting with a digit"
+            )
         if name.startswith("__"):
             raise self.error(f"{name!r} is not a valid name", where, fix="names may not start with '__'")
         return name
 
     def params(self, raw: Any, seed: int) -> dict[str, Param]:
         if raw is None:
-            raise self.error("missing section `params:`", (), fix="add `params:` with at least one parameter, e.g. `w: 1.0`")
+            raise self.error(
+                "missing section `params:`", (), fix="add `params:` with at least one parameter, e.g. `w: 1.0`"
+            )
         if not isinstance(raw, Mapping) or not raw:
             raise self.error("params must map names to values", ("params",), fix="e.g. `params: {w: 1.0}`")
         out: dict[str, Param] = {}
@@ -489,7 +491,9 @@ class _Builder:
             if domain is not None:
                 lo, hi = domain
                 if np.any(param_value < lo) or np.any(param_value > hi):
-                    raise self.error(f"value lies outside its domain [{lo}, {hi}]", where, fix="move the value or the domain")
+                    raise self.error(
+                        f"value lies outside its domain [{lo}, {hi}]", where, fix="move the value or the domain"
+                    )
             total += param_value.size
             if total > MAX_PARAM_VALUES:
                 raise self.error(
@@ -546,7 +550,7 @@ class _Builder:
         if init == "normal":
             value = opt("mean", 0.0) + opt("std", 1.0) * rng.standard_normal(shape)
         elif init == "uniform":
-            lo, hi = (domain if domain and "low" not in spec else (opt("low", -1.0), opt("high", 1.0)))
+            lo, hi = domain if domain and "low" not in spec else (opt("low", -1.0), opt("high", 1.0))
             value = rng.uniform(lo, hi, shape)
         elif init == "zeros":
             value = np.zeros(shape)
@@ -580,7 +584,9 @@ class _Builder:
         try:
             arr = np.asarray(value, dtype=np.float64)
         except OverflowError:
-            raise self.error("a number is too large for a float64", where, fix="numbers must lie within ±1.8e308") from None
+            raise self.error(
+                "a number is too large for a float64", where, fix="numbers must lie within ±1.8e308"
+            ) from None
         except (ValueError, TypeError):
             raise self.error(
                 f"expected a number or nested lists of numbers of one shape, got {_short(value)}",
@@ -638,7 +644,9 @@ class _Builder:
         for key, text in raw.items():
             name = self.check_name(key, ("model", key))
             if name in taken:
-                raise self.error(f"entry {name!r} shadows the {taken[name]} of that name", ("model", name), fix="rename the entry")
+                raise self.error(
+                    f"entry {name!r} shadows the {taken[name]} of that name", ("model", name), fix="rename the entry"
+                )
             node = self.expression(text, ("model", name), shapes, entries, texts)
             entries[name] = node
             taken[name] = "model entry"
@@ -654,7 +662,9 @@ class _Builder:
         texts: dict[tuple[str, str], str],
     ) -> _expr.Node:
         if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-            raise self.error(f"expected an expression, got {_short(text)}", where, fix="write the expression as text, e.g. `x * w`")
+            raise self.error(
+                f"expected an expression, got {_short(text)}", where, fix="write the expression as text, e.g. `x * w`"
+            )
         text = str(text)
         texts[where] = text
         try:
@@ -669,12 +679,22 @@ class _Builder:
             raise self.expr_error(err, where) from None
 
     def unknown_name(
-        self, name: str, pos: int, text: str, shapes: Mapping[str, Shape], earlier: Mapping[str, Any], where: tuple[str, str]
+        self,
+        name: str,
+        pos: int,
+        text: str,
+        shapes: Mapping[str, Shape],
+        earlier: Mapping[str, Any],
+        where: tuple[str, str],
     ) -> ModelError:
         section, entry = where
         later = self.spec.get("model") if isinstance(self.spec.get("model"), Mapping) else {}
         if section == "model" and name in (later or {}) and name not in earlier:
-            fix = f"{name!r} is defined later; move it above {entry!r}" if name != entry else "an entry cannot refer to itself"
+            fix = (
+                f"{name!r} is defined later; move it above {entry!r}"
+                if name != entry
+                else "an entry cannot refer to itself"
+            )
         else:
             guess = close_match(name, shapes)
             fix = f"did you mean {guess!r}?" if guess else "known names: " + ", ".join(sorted(shapes))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +135,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     strict: bool = False
     model_obj: Any = field(default=None, repr=False)
+    #: K in directional mode (``gradients`` then holds ``direction[0]``, ...), else None.
+    directions: int | None = None
 
     @property
     def status(self) -> str:
@@ -155,6 +159,8 @@ class Report:
             "formulas": self.formulas,
             "points": [p.to_dict() for p in self.points],
         }
+        if self.directions:
+            out["directions"] = self.directions
         if self.notes:
             out["notes"] = list(self.notes)
         return out
@@ -231,6 +237,33 @@ class Report:
         return self.table()
 
 
+@contextlib.contextmanager
+def _without_units() -> Iterator[None]:
+    """Keep SymPy's pretty printer from importing ``sympy.physics.units`` (0.4-0.8 s).
+
+    Its ``_print_Mul`` runs ``from sympy.physics.units import Quantity`` only to
+    ask ``isinstance(factor, Quantity)``; our formulas never hold quantities,
+    so while printing, a stand-in module whose ``Quantity`` nothing is an
+    instance of answers that import. Removed afterwards; where the real module
+    is already loaded, nothing changes.
+    """
+    import sys
+    import types
+
+    name = "sympy.physics.units"
+    if name in sys.modules:
+        yield
+        return
+    stub = types.ModuleType(name)
+    stub.Quantity = type("Quantity", (), {})  # type: ignore[attr-defined]
+    sys.modules[name] = stub
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is stub:
+            del sys.modules[name]
+
+
 def _pretty_formula(model: Any, name: str, idx: tuple[int, ...], text: str, console: Any) -> Any:
     """``dloss/dparam = formula`` by SymPy's pretty printer; the one-line text when too big or unknown."""
     from rich.text import Text
@@ -245,7 +278,8 @@ def _pretty_formula(model: Any, name: str, idx: tuple[int, ...], text: str, cons
         if idx:
             f = np.asarray(f.tolist(), dtype=object)[idx]
         eq = sympy.Eq(sympy.Symbol(label), f, evaluate=False)
-        art = sympy.pretty(eq, use_unicode=unicode, wrap_line=False)
+        with _without_units():
+            art = sympy.pretty(eq, use_unicode=unicode, wrap_line=False)
         lines = art.splitlines()
         if len(lines) <= 12 and max(map(len, lines)) + 2 <= console.width:
             return Text("\n".join("  " + line.rstrip() for line in lines))

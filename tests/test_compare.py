@@ -27,7 +27,9 @@ def test_defaults_depend_on_dtype_and_can_be_overridden():
 
 
 def test_agree_within_tolerance():
-    v = judge({"symbolic": 2.0, "autograd": 2.0 + 1e-7, "finite_difference": 2.0 - 1e-7}, scale=2.0, fd_error=0.0, tol=TOL)
+    v = judge(
+        {"symbolic": 2.0, "autograd": 2.0 + 1e-7, "finite_difference": 2.0 - 1e-7}, scale=2.0, fd_error=0.0, tol=TOL
+    )
     assert (v.status, v.odd_one_out) == ("agree", None)
 
 
@@ -66,7 +68,13 @@ def test_non_finite_float_values_with_a_finite_exact_value():
 def test_undefined_when_the_exact_value_is_not_finite():
     v = judge({"symbolic": math.inf, "autograd": math.inf, "finite_difference": 1e12}, scale=0.0, fd_error=0.0, tol=TOL)
     assert v.status == "undefined"
-    v = judge({"symbolic": 0.0, "autograd": 0.0, "finite_difference": 0.0}, scale=0.0, fd_error=0.0, tol=TOL, exact_loss_finite=False)
+    v = judge(
+        {"symbolic": 0.0, "autograd": 0.0, "finite_difference": 0.0},
+        scale=0.0,
+        fd_error=0.0,
+        tol=TOL,
+        exact_loss_finite=False,
+    )
     assert v.status == "undefined"
 
 

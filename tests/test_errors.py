@@ -503,9 +503,12 @@ def test_file_errors(tmp_path, monkeypatch):
 
 
 def test_time_limit_ends_in_model_error(monkeypatch):
-    # each entry doubles the size of the symbolic loss: SymPy cannot finish, the deadline must
-    entries = "".join(f"  e{i}: sin(e{i - 1}) + cos(e{i - 1})\n" for i in range(1, 40))
-    m = gc.loads(f"params: {{w: 0.5}}\nmodel:\n  e0: sin(w)\n{entries}  loss: e39\n", path="slow.yaml")
+    # one parameter (a budget of 0.505 s) but 20,000 data elements per sample: the symbolic tape
+    # has tens of thousands of lines, seconds of SymPy work; the deadline must end it
+    xs = ", ".join(str(i / 1000) for i in range(20_000))
+    m = gc.loads(
+        f"params: {{w: 0.5}}\ndata: {{x: [[{xs}]]}}\nmodel:\n  loss: sum(sin(w * x) * cos(w * x))\n", path="slow.yaml"
+    )
     monkeypatch.setattr(limits, "SYMBOLIC_SECONDS", 0.5)
     monkeypatch.delenv("GRADCHECK_TIME_LIMIT", raising=False)
     with pytest.raises(

@@ -34,7 +34,9 @@ def test_precedence_follows_python(text, tree):
     assert show(parse(text)) == tree
 
 
-@pytest.mark.parametrize("text", ["x * w + b", "-x**2", "(a - b) * (c + d)", "a - (b - c)", "exp(W @ x).T[1]", "(-a)**2"])
+@pytest.mark.parametrize(
+    "text", ["x * w + b", "-x**2", "(a - b) * (c + d)", "a - (b - c)", "exp(W @ x).T[1]", "(-a)**2"]
+)
 def test_unparse_round_trips(text):
     assert unparse(parse(unparse(parse(text)))) == unparse(parse(text))
 

@@ -51,7 +51,17 @@ def test_every_function_is_tested_here():
     binary = {"max", "min", "atan2"}
     structural = {"sum", "mean", "dot", "norm", "logsumexp", "softmax"}
     assert set(FUNCTIONS) == set(UNARY) | binary | structural
-    assert {n for n, op in OPS.items() if not op.call} == {"add", "sub", "mul", "div", "pow", "neg", "matmul", "T", "index"}
+    assert {n for n, op in OPS.items() if not op.call} == {
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "pow",
+        "neg",
+        "matmul",
+        "T",
+        "index",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(UNARY))

@@ -111,3 +111,42 @@ def test_formulas_stay_readable():
 def test_source_imports_neither_torch_nor_finite_differences():
     text = (Path(symbolic.__file__)).read_text()
     assert "import torch" not in text and "finite_diff" not in text
+
+
+def test_big_model_formulas_use_the_entries():
+    """A scalar parameter of a big model does not inline the whole loss."""
+    model = mlp(1000)
+    assert symbolic.formula_in_entries(model)
+    assert str(model.gradient_formula("b2")) == "2*(-y + y_pred)"
+    assert str(model.gradient_formula("w2")[0]) == "2*h[0]*(-y + y_pred)"
+    report = gc.check(model)
+    assert report.formulas == {"b2": "2*(-y + y_pred)"}
+    assert any("entries as symbols" in note for note in report.notes)
+
+
+def test_small_model_formulas_stay_inlined():
+    model = gc.load(EXAMPLES[[p.stem for p in EXAMPLES].index("linear")])
+    assert not symbolic.formula_in_entries(model)
+    assert not any("entries as symbols" in note for note in gc.check(model).notes)
+
+
+@pytest.mark.parametrize("hidden", [3, 12])
+def test_entry_formulas_evaluate_to_the_gradient(hidden):
+    """The chain-rule form, with the entries' values substituted, is the exact derivative."""
+    from benchmarks.models import mlp_spec
+
+    model = gc.Model.from_dict(mlp_spec(hidden, inputs=2, samples=1))
+    point = model.param_values()
+    exact = symbolic.gradients(model, point)
+    x, y = model.data["x"][0], float(model.data["y"][0])
+    h = np.tanh(point["W1"] @ x + point["b1"])
+    y_pred = float(point["w2"] @ h + point["b2"])
+    subs = {sympy.Symbol("y", real=True): y, sympy.Symbol("y_pred", real=True): y_pred}
+    subs.update({sympy.Symbol(f"h[{i}]", real=True): h[i] for i in range(hidden)})
+    subs.update({sympy.Symbol(f"x[{i}]", real=True): x[i] for i in range(2)})
+    subs.update({sympy.Symbol(f"w2[{i}]", real=True): point["w2"][i] for i in range(hidden)})
+    cache = model.cache.setdefault("symbolic_entry_formulas", {})
+    for name in ("b1", "w2", "W1"):
+        cache[name] = symbolic._entry_formula(model, name)
+        got = np.vectorize(lambda e: float(e.xreplace(subs)))(cache[name])
+        np.testing.assert_allclose(got, exact.values[name], rtol=1e-12)

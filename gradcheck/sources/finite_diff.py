@@ -214,9 +214,7 @@ def _kinked(model: Model) -> bool:
     return any(n.op in OPS and OPS[n.op].kink is not None for node in model.entries.values() for n in node.walk())
 
 
-def _kink_sides(
-    model: Model, params: Mapping[str, np.ndarray], dtype: str, batch: tuple[int, ...]
-) -> list[np.ndarray]:
+def _kink_sides(model: Model, params: Mapping[str, np.ndarray], dtype: str, batch: tuple[int, ...]) -> list[np.ndarray]:
     """The sign of every kinked function's kink quantity (see ``Op.kink``), batch axes first.
 
     Each array has the batch axes ``batch`` (perturbations, then samples)
@@ -414,4 +412,202 @@ def one_sided(
         left, right, err = (np.moveaxis(a, -1, 0).reshape((-1,) + p.shape) for a in (left, right, err))
     else:
         left, right, err = (a.reshape(p.shape) for a in (left, right, err))
+    return left, right, err
+
+
+# --- directional derivatives (``--directions K``) --------------------------
+
+
+def _along(
+    model: Model, point: Mapping[str, np.ndarray], direction: Mapping[str, np.ndarray], ts: np.ndarray, dtype: str
+) -> np.ndarray:
+    """Per-sample losses ``(M, N)`` at ``point + ts[m] * direction[m]`` (``ts`` may be complex)."""
+    n = model.n_samples
+    m = ts.shape[0]
+    work = np.result_type(np.dtype(dtype), ts.dtype)
+    chunk = max(1, CHUNK_VALUES // max(1, n * _width(model)))
+    out = np.empty((m, n), dtype=work)
+    for start in range(0, m, chunk):
+        rows = slice(start, min(start + chunk, m))
+        r = rows.stop - rows.start
+        params = {}
+        for name, p in point.items():
+            shape = model.params[name].shape
+            t = ts[rows].reshape((r,) + (1,) * len(shape))
+            block = np.asarray(p, dtype=np.float64) + t * np.asarray(direction[name][rows], dtype=np.float64)
+            params[name] = block.astype(work).reshape(((r, 1) if model.data else (r,)) + shape)
+        f = _per_sample(model, params, dtype)
+        out[rows] = np.broadcast_to(f, (r, n)) if model.data else np.broadcast_to(f, (r,))[:, None]
+    return out
+
+
+def _direction_reduce(model: Model, a: np.ndarray) -> np.ndarray:
+    """``(M, N)`` per-sample values -> ``(M,)`` reduced, or ``(M, N)`` for reduction none."""
+    return _reduce(model, a) if model.reduction != "none" else a
+
+
+def _direction_scale(point: Mapping[str, np.ndarray], direction: Mapping[str, np.ndarray]) -> float:
+    """``max(1, |p_i|)`` over the elements any direction moves: the step's unit."""
+    big = 1.0
+    for name, p in point.items():
+        moved = np.any(np.asarray(direction[name]) != 0, axis=0)
+        if np.any(moved):
+            big = max(big, float(np.max(np.abs(np.asarray(p, dtype=np.float64))[moved])))
+    return big
+
+
+def _direction_room(
+    model: Model, point: Mapping[str, np.ndarray], direction: Mapping[str, np.ndarray], k: int
+) -> np.ndarray:
+    """Per direction, the largest ``t`` with ``point ± t v`` inside every parameter's domain."""
+    room = np.full(k, np.inf)
+    for name, param in model.params.items():
+        if param.domain is None:
+            continue
+        lo, hi = param.domain
+        p = np.asarray(point[name], dtype=np.float64).reshape(-1)
+        v = np.abs(np.asarray(direction[name], dtype=np.float64).reshape(k, -1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(v > 0, np.minimum(p - lo, hi - p)[None, :] / v, np.inf)
+        room = np.minimum(room, r.min(axis=1) if r.size else room)
+    return room
+
+
+def _direction_kink_free(
+    model: Model, point: Mapping[str, np.ndarray], direction: Mapping[str, np.ndarray], dtype: str, h0: np.ndarray
+) -> np.ndarray:
+    """Per direction, the largest probe ``h0 / 4**j`` with ``point ± t v`` crossing no kink for every smaller ``t``."""
+    if not _kinked(model):
+        return h0
+    k = h0.size
+    samples = (model.n_samples,) if model.data else ()
+    real = {key: np.asarray(v, dtype=np.dtype(dtype)) for key, v in point.items()}
+    base = _kink_sides(model, real, dtype, samples)
+    ts = np.concatenate([sgn * h0 / 4**j for j in range(KINK_PROBES) for sgn in (1.0, -1.0)])
+    tiled = {
+        name: np.tile(np.asarray(v), (2 * KINK_PROBES,) + (1,) * (np.ndim(v) - 1)) for name, v in direction.items()
+    }
+    params = {}
+    for name, p in point.items():
+        shape = model.params[name].shape
+        t = ts.reshape((-1,) + (1,) * len(shape))
+        block = (np.asarray(p, dtype=np.float64) + t * tiled[name]).astype(np.dtype(dtype))
+        params[name] = block.reshape(((ts.size, 1) if model.data else (ts.size,)) + shape)
+    crossed = np.zeros(ts.size, dtype=bool)
+    for here, there in zip(_kink_sides(model, params, dtype, (ts.size,) + samples), base):
+        crossed |= ((there != 0) & (here != there)).reshape(ts.size, -1).any(axis=1)
+    bad = crossed.reshape(KINK_PROBES, 2, k).any(axis=1)
+    clean_below = np.flip(np.logical_and.accumulate(np.flip(~bad, axis=0), axis=0), axis=0)
+    first = np.where(clean_below.any(axis=0), np.argmax(clean_below, axis=0), 0)
+    return h0 / 4.0**first  # type: ignore[no-any-return]
+
+
+def directional(
+    model: Model,
+    point: Mapping[str, np.ndarray],
+    direction: Mapping[str, np.ndarray],
+    dtype: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Derivatives of the reduced loss along K directions, with error estimates.
+
+    ``direction`` maps every parameter to an array ``(K,) + shape`` (row k of
+    all of them together is direction k). The derivative of the
+    one-dimensional function ``t -> loss(point + t v)`` at ``t = 0`` is taken
+    by the same two methods as :func:`gradients`, with ``t`` in place of a
+    parameter element: the complex step (float64, analytic loss; steps
+    ``h`` and ``3h`` with ``h = COMPLEX_STEP * s``) or else Ridders'
+    extrapolation of central differences from ``h0 = 2 eps**(1/7) * s``
+    (shrunk so that ``point ± t v`` stays inside every domain and crosses no
+    kink), where ``s = max(1, |p_i|)`` over the elements the directions move.
+    All directions and steps are one batch: K directions cost about as much
+    as K parameter elements. Returns ``(values, errors, method)``, each
+    array ``(K,)`` (``(K, N)`` for ``reduction: none``).
+    """
+    dtype = dtype or model.check.dtype
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    k = int(np.asarray(next(iter(direction.values()))).shape[0]) if direction else 0
+    s = _direction_scale(point, direction)
+    real = {key: np.asarray(v, dtype=np.dtype(dtype)) for key, v in point.items()}
+    per0 = _per_sample(model, real, dtype).astype(np.float64)
+    per0 = np.broadcast_to(per0, (model.n_samples,)) if model.data else np.reshape(per0, (1,))
+
+    def tile(times: int) -> dict[str, np.ndarray]:
+        return {n: np.tile(np.asarray(v), (times,) + (1,) * (np.ndim(v) - 1)) for n, v in direction.items()}
+
+    if dtype == "float64" and analytic(model):
+        h = COMPLEX_STEP * s
+        ts = 1j * np.repeat([h, 3 * h], k)
+        try:
+            f = _along(model, point, tile(2), ts, "float64")
+        except (TypeError, ValueError):  # a NumPy form without a complex version
+            f = None
+        if f is not None:
+            with np.errstate(all="ignore"):
+                same = np.abs(f.real - per0) <= 1e-10 * np.abs(per0) + 1e-300
+                if np.all(np.isfinite(f)) and np.all(np.isfinite(per0)) and np.all(same):
+                    d = f.imag / ts.imag[:, None]
+                    d1, d2 = _direction_reduce(model, d[:k]), _direction_reduce(model, d[k:])
+                    error = 4 * np.abs(d1 - d2) + ROUNDING * eps * _direction_reduce(model, np.abs(d[:k]))
+                    return (d1 + d2) / 2, error, "complex step"
+
+    levels = LEVELS.get(dtype, 4)
+    h0 = np.full(k, 2 * eps ** (1 / 7) * s)
+    room = _direction_room(model, point, direction, k)
+    h0 = np.where(room > 0, np.minimum(h0, 0.99 * room), h0)
+    h0 = _direction_kink_free(model, point, direction, dtype, h0)
+    ts = np.concatenate([sgn * h0 / 2**j for j in range(levels) for sgn in (1.0, -1.0)])
+    f = _along(model, point, tile(2 * levels), ts, dtype).astype(np.float64)
+    with np.errstate(all="ignore"):
+        red = _direction_reduce(model, f)
+        red = red.reshape((2 * levels, k) + red.shape[1:])
+        mags = _direction_reduce(model, np.abs(f)).reshape(red.shape)
+        noise = ROUNDING * eps * np.max(mags, axis=0)
+        col = (k,) + (1,) * (red.ndim - 2)
+        table: list[list[np.ndarray]] = []
+        rounding: list[list[np.ndarray]] = []
+        best = np.full(red.shape[1:], np.nan)
+        best_err = np.full(red.shape[1:], np.inf)
+        for j in range(levels):
+            width = (2 * h0 / 2**j).reshape(col)
+            row = [(red[2 * j] - red[2 * j + 1]) / width]
+            rrow = [2 * noise / width]
+            for m in range(1, j + 1):
+                c = 4.0**m - 1
+                row.append(row[m - 1] + (row[m - 1] - table[j - 1][m - 1]) / c)
+                rrow.append(((c + 1) * rrow[m - 1] + rounding[j - 1][m - 1]) / c)
+            for m in range(j + 1):
+                if m == 0:
+                    trunc = np.abs(row[0] - table[j - 1][0]) if j else np.full(best.shape, np.inf)
+                else:
+                    trunc = np.maximum(np.abs(row[m] - row[m - 1]), np.abs(row[m] - table[j - 1][m - 1]))
+                err = 2 * trunc + rrow[m]
+                better = np.isfinite(err) & (err < best_err)
+                best = np.where(better, row[m], best)
+                best_err = np.where(better, err, best_err)
+            table.append(row)
+            rounding.append(rrow)
+        best = np.where(np.isfinite(best_err), best, table[-1][0])
+    return best, best_err, "Richardson"
+
+
+def directional_one_sided(
+    model: Model, point: Mapping[str, np.ndarray], direction: Mapping[str, np.ndarray], dtype: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left and right derivatives along each direction, as :func:`one_sided` does per element.
+
+    Returns ``(left, right, error)``, each ``(K,)`` (``(K, N)`` for ``reduction: none``).
+    """
+    dtype = dtype or model.check.dtype
+    eps = float(np.finfo(np.dtype(dtype)).eps)
+    k = int(np.asarray(next(iter(direction.values()))).shape[0]) if direction else 0
+    h = float(np.finfo(np.dtype(dtype)).eps) ** (1 / 3) * _direction_scale(point, direction) / 4
+    ts = np.repeat([h, 2 * h, -h, -2 * h], k)
+    tiled = {n: np.tile(np.asarray(v), (4,) + (1,) * (np.ndim(v) - 1)) for n, v in direction.items()}
+    f = _direction_reduce(model, _along(model, point, tiled, ts, dtype).astype(np.float64))
+    f = f.reshape((4, k) + f.shape[1:])
+    f0 = np.asarray(reduced(model, point, dtype), dtype=np.float64)
+    with np.errstate(all="ignore"):
+        right = (-3 * f0 + 4 * f[0] - f[1]) / (2 * h)
+        left = (3 * f0 - 4 * f[2] + f[3]) / (2 * h)
+        err = 16 * eps * np.max(np.abs(f), axis=0) / h + np.abs((f[0] - f0) / h - right) / 3
     return left, right, err

@@ -95,7 +95,7 @@ def _build(model: Model) -> _Built:
 
 #: Largest estimated size of the inlined per-sample loss (see :func:`inlined_size`)
 #: for which :func:`formula` inlines it; bigger models get the chain-rule form.
-MAX_INLINED_SIZE = 500
+MAX_INLINED_SIZE = 100
 
 
 def inlined_size(model: Model) -> int:
@@ -189,10 +189,10 @@ def _entry_formula(model: Model, name: str) -> np.ndarray:
             if not terms:
                 continue
             a = sympy.Add(*terms)
-            e = sympy.sympify(exprs[idx])
+            e = exprs[idx] if isinstance(exprs[idx], sympy.Basic) else sympy.Integer(0) + exprs[idx]
             for s, p in _partials(e, active).items():
                 # Name the entry where its derivative repeats it (tanh' = 1 - h**2).
-                adjoint.setdefault(s, []).append(a * sympy.sympify(p).xreplace({e: syms[idx]}))
+                adjoint.setdefault(s, []).append((a * p).xreplace({e: syms[idx]}))
     out = np.empty(np.shape(wanted), dtype=object)
     for idx in np.ndindex(*out.shape):
         out[idx] = sympy.factor_terms(sympy.Add(*adjoint.get(np.asarray(wanted)[idx], [])))
