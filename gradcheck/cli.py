@@ -68,8 +68,8 @@ def check_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="gradcheck",
         description=(
-            "Is this gradient right? Derive d(loss)/d(param) of each model file three ways "
-            "(SymPy exactly, torch autograd, finite differences), compare them against the "
+            "Is this gradient right? Derive d(loss)/d(param) of each model file three ways\n"
+            "(SymPy exactly, torch autograd, finite differences), compare them against the\n"
             "exact symbolic value and say whether they agree, and if not, which one is wrong and why."
         ),
         epilog=_CHECK_EPILOG,

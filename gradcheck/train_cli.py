@@ -38,8 +38,8 @@ def train_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="gradcheck train",
         description=(
-            "Gradient descent on a model file's parameters with the gradient from one source "
-            "(or all three side by side), reporting the final parameters, the loss after each "
+            "Gradient descent on a model file's parameters with the gradient from one source\n"
+            "(or all three side by side), reporting the final parameters, the loss after each\n"
             "epoch and, with --predict, the model's output before and after training."
         ),
         epilog=_EPILOG,
