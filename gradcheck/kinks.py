@@ -47,7 +47,7 @@ class Kink:
     def note(self, index: tuple[int, ...] = ()) -> str:
         site = self.sites[0]
         where = (
-            f"sample{'s' if len(site.samples) > 1 else ''} {', '.join(map(str, site.samples))}"
+            f"sample{'s' if len(site.samples) > 1 else ''} {', '.join(map(str, site.samples))} (counting from 0)"
             if site.samples
             else "this point"
         )

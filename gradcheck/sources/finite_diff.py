@@ -237,9 +237,88 @@ def _kink_sides(model: Model, params: Mapping[str, np.ndarray], dtype: str, batc
     return sides
 
 
+def _clean_steps(crossed: np.ndarray, h0: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From probe crossings (``(KINK_PROBES, ±, k)`` flattened), per element the step to start from.
+
+    The largest probe ``h0 / 4**j`` from which on every smaller probe is kink
+    free, but never below ``floor`` (a step of a few ulps measures rounding,
+    not slope). ``crowded`` marks elements whose nearest kink is closer than
+    ``floor`` (or than every probe): their differences may straddle it, and
+    the caller widens their error estimate.
+    """
+    k = h0.size
+    bad = crossed.reshape(KINK_PROBES, 2, k).any(axis=1)  # (probe, element)
+    clean_below = np.flip(np.logical_and.accumulate(np.flip(~bad, axis=0), axis=0), axis=0)
+    found = clean_below.any(axis=0)
+    h = np.where(found, h0 / 4.0 ** np.argmax(clean_below, axis=0), 0.0)
+    crowded = h < floor
+    return np.where(crowded, np.minimum(floor, h0), h), crowded
+
+
+def _tableau(
+    red: np.ndarray, widths: list[np.ndarray], noise: np.ndarray, ratios: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ridders' extrapolation with error estimates, per element.
+
+    ``red[2 j]`` and ``red[2 j + 1]`` are the (reduced) losses at the two
+    ends of level ``j``, ``widths[j]`` the distance between them (per
+    element), ``noise`` the rounding error of one loss value, ``ratios[m]``
+    the extrapolation denominator of column ``m`` (``4**m - 1`` for central
+    differences, ``2**m - 1`` for one-sided). Each entry's estimate is twice
+    its distance to the entries it was built from plus its rounding error
+    carried through the weights; per element the entry with the smallest
+    estimate wins.
+    """
+    shape = red.shape[1:]
+    k = shape[0]
+
+    def col(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a).reshape((k,) + (1,) * (len(shape) - 1))
+
+    table: list[list[np.ndarray]] = []
+    rounding: list[list[np.ndarray]] = []
+    best = np.full(shape, np.nan)
+    best_err = np.full(shape, np.inf)
+    for j, width in enumerate(widths):
+        w = col(width)
+        row = [(red[2 * j] - red[2 * j + 1]) / w]
+        rrow = [2 * noise / np.abs(w)]
+        for m in range(1, j + 1):
+            c = col(ratios[m])
+            row.append(row[m - 1] + (row[m - 1] - table[j - 1][m - 1]) / c)
+            rrow.append(((c + 1) * rrow[m - 1] + rounding[j - 1][m - 1]) / c)
+        for m in range(j + 1):
+            if m == 0:
+                trunc = np.abs(row[0] - table[j - 1][0]) if j else np.full(shape, np.inf)
+            else:
+                trunc = np.maximum(np.abs(row[m] - row[m - 1]), np.abs(row[m] - table[j - 1][m - 1]))
+            err = 2 * trunc + rrow[m]
+            better = np.isfinite(err) & (err < best_err)
+            best = np.where(better, row[m], best)
+            best_err = np.where(better, err, best_err)
+        table.append(row)
+        rounding.append(rrow)
+    # Where nothing was finite, report the plain central difference (nan or inf).
+    return np.where(np.isfinite(best_err), best, table[-1][0]), best_err
+
+
+def _floor(dtype: str, scale: np.ndarray | float, levels: int) -> np.ndarray:
+    """The smallest starting step worth taking: the last level is ``sqrt(eps) * scale``."""
+    return np.asarray(float(np.finfo(np.dtype(dtype)).eps) ** 0.5 * 2 ** (levels - 1) * np.asarray(scale))
+
+
+def _straddle(right: np.ndarray, left: np.ndarray, crowded: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """Widen the estimate of crowded elements by the jump between their one-sided slopes."""
+    k = crowded.size
+    mask = crowded.reshape((k,) + (1,) * (err.ndim - 1))
+    with np.errstate(all="ignore"):
+        jump = np.abs(right - left)
+    return np.where(mask & np.isfinite(jump), np.maximum(err, jump + err), err)
+
+
 def _kink_free_steps(
-    model: Model, point: Mapping[str, np.ndarray], name: str, dtype: str, h0: np.ndarray
-) -> np.ndarray:
+    model: Model, point: Mapping[str, np.ndarray], name: str, dtype: str, h0: np.ndarray, floor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per element, the largest probe step ``h0 / 4**j`` whose perturbations cross no kink.
 
     A central difference across a kink (``abs(w)`` at ``w = 0.001`` with a
@@ -248,9 +327,10 @@ def _kink_free_steps(
     free when ``p ± h`` and every smaller probe keep every kinked function on
     the side it is on at ``p``. Elements sitting exactly on a kink keep
     ``h0``: that is the kink detector's business (``gradcheck/kinks.py``).
+    Returns the steps and the ``crowded`` mask of :func:`_clean_steps`.
     """
     if not _kinked(model):
-        return h0
+        return h0, np.zeros(h0.size, dtype=bool)
     t = np.dtype(dtype).type
     p = np.asarray(point[name], dtype=np.float64).reshape(-1)
     k = p.size
@@ -274,11 +354,7 @@ def _kink_free_steps(
         for here, there in zip(sides, base):
             flips = (there != 0) & (here != there)
             crossed[rows] |= flips.reshape(rows.size, -1).any(axis=1)
-    bad = crossed.reshape(KINK_PROBES, 2, k).any(axis=1)  # (probe, element)
-    # The first probe from which on every smaller one is clean too.
-    clean_below = np.flip(np.logical_and.accumulate(np.flip(~bad, axis=0), axis=0), axis=0)
-    first = np.where(clean_below.any(axis=0), np.argmax(clean_below, axis=0), 0)
-    return h0 / 4.0**first
+    return _clean_steps(crossed, h0, floor)
 
 
 def _richardson(
@@ -291,7 +367,7 @@ def _richardson(
     k = p.size
     levels = LEVELS.get(dtype, 4)
     h0 = 2 * eps ** (1 / 7) * np.maximum(1.0, np.abs(p))
-    h0 = _kink_free_steps(model, point, name, dtype, h0)
+    h0, crowded = _kink_free_steps(model, point, name, dtype, h0, _floor(dtype, np.maximum(1.0, np.abs(p)), levels))
     # Next to a domain edge the steps shrink to fit; where even 1/1000 of the
     # step does not fit on one side, the differences are one-sided, into the
     # roomier side (f(p + s h) - f(p)) / (s h), extrapolated as first order.
@@ -303,6 +379,7 @@ def _richardson(
         one_sided = room < 1e-3 * h0
         side = np.where(above >= below, 1.0, -1.0)
         h0 = np.where(one_sided, np.minimum(h0, np.maximum(below, above)), np.minimum(h0, np.maximum(room, 0.0)))
+    crowded &= ~one_sided
     plus, minus = [], []
     for j in range(levels):
         h = h0 / 2**j
@@ -310,44 +387,21 @@ def _richardson(
         down = np.where(one_sided, 0.0, -h)
         plus.append((p + up).astype(t).astype(np.float64) - p)  # the steps the dtype can take
         minus.append((p + down).astype(t).astype(np.float64) - p)
-    delta = np.concatenate([d for pair in zip(plus, minus) for d in pair])
-    idx = np.tile(np.arange(k), 2 * levels)
+    delta = np.concatenate([d for pair in zip(plus, minus) for d in pair] + [np.zeros(1)])
+    idx = np.concatenate([np.tile(np.arange(k), 2 * levels), [0]])  # the last row: the point itself
     f = _batched(model, point, name, idx, delta, dtype).astype(np.float64)
     with np.errstate(all="ignore"):
-        grid = (2 * levels, k) + ((f.shape[1],) if model.reduction == "none" else ())
-        mags = _per_element(model, np.abs(f), k).reshape(grid)
-        red = _per_element(model, f, k).reshape(grid)
+        rows = _per_element(model, f, k)
+        f0, red = rows[-1], rows[:-1].reshape((2 * levels, k) + rows.shape[1:])
+        mags = _per_element(model, np.abs(f[:-1]), k).reshape(red.shape)
         noise = ROUNDING * eps * np.max(mags, axis=0)
-        shape = red.shape[1:]
-
-        def col(a: np.ndarray) -> np.ndarray:
-            return a.reshape((k,) + (1,) * (len(shape) - 1))
-
-        table: list[list[np.ndarray]] = []
-        rounding: list[list[np.ndarray]] = []
-        best = np.full(shape, np.nan)
-        best_err = np.full(shape, np.inf)
-        for j in range(levels):
-            width = col(plus[j] - minus[j])
-            row = [(red[2 * j] - red[2 * j + 1]) / width]
-            rrow = [2 * noise / np.abs(width)]
-            for m in range(1, j + 1):
-                c = col(np.where(one_sided, 2.0**m - 1, 4.0**m - 1))
-                row.append(row[m - 1] + (row[m - 1] - table[j - 1][m - 1]) / c)
-                rrow.append(((c + 1) * rrow[m - 1] + rounding[j - 1][m - 1]) / c)
-            for m in range(j + 1):
-                if m == 0:
-                    trunc = np.abs(row[0] - table[j - 1][0]) if j else np.full(shape, np.inf)
-                else:
-                    trunc = np.maximum(np.abs(row[m] - row[m - 1]), np.abs(row[m] - table[j - 1][m - 1]))
-                err = 2 * trunc + rrow[m]
-                better = np.isfinite(err) & (err < best_err)
-                best = np.where(better, row[m], best)
-                best_err = np.where(better, err, best_err)
-            table.append(row)
-            rounding.append(rrow)
-        # Where nothing was finite, report the plain central difference (nan or inf).
-        best = np.where(np.isfinite(best_err), best, table[-1][0])
+        ratios = [np.where(one_sided, 2.0**m - 1, 4.0**m - 1) for m in range(levels)]
+        best, best_err = _tableau(red, [a - b for a, b in zip(plus, minus)], noise, ratios)
+        if crowded.any():
+            col = (k,) + (1,) * (red.ndim - 2)
+            right = (red[-2] - f0) / plus[-1].reshape(col)
+            left = (f0 - red[-1]) / -minus[-1].reshape(col)
+            best_err = _straddle(right, left, crowded, best_err)
     return best, best_err
 
 
@@ -474,12 +528,16 @@ def _direction_room(
 
 
 def _direction_kink_free(
-    model: Model, point: Mapping[str, np.ndarray], direction: Mapping[str, np.ndarray], dtype: str, h0: np.ndarray
-) -> np.ndarray:
-    """Per direction, the largest probe ``h0 / 4**j`` with ``point ± t v`` crossing no kink for every smaller ``t``."""
+    model: Model,
+    point: Mapping[str, np.ndarray],
+    direction: Mapping[str, np.ndarray],
+    dtype: str,
+    h0: np.ndarray,
+    floor: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per direction, :func:`_kink_free_steps` along ``t``: the start step and the ``crowded`` mask."""
     if not _kinked(model):
-        return h0
-    k = h0.size
+        return h0, np.zeros(h0.size, dtype=bool)
     samples = (model.n_samples,) if model.data else ()
     real = {key: np.asarray(v, dtype=np.dtype(dtype)) for key, v in point.items()}
     base = _kink_sides(model, real, dtype, samples)
@@ -496,10 +554,7 @@ def _direction_kink_free(
     crossed = np.zeros(ts.size, dtype=bool)
     for here, there in zip(_kink_sides(model, params, dtype, (ts.size,) + samples), base):
         crossed |= ((there != 0) & (here != there)).reshape(ts.size, -1).any(axis=1)
-    bad = crossed.reshape(KINK_PROBES, 2, k).any(axis=1)
-    clean_below = np.flip(np.logical_and.accumulate(np.flip(~bad, axis=0), axis=0), axis=0)
-    first = np.where(clean_below.any(axis=0), np.argmax(clean_below, axis=0), 0)
-    return h0 / 4.0**first  # type: ignore[no-any-return]
+    return _clean_steps(crossed, h0, floor)
 
 
 def directional(
@@ -554,7 +609,7 @@ def directional(
     h0 = np.full(k, 2 * eps ** (1 / 7) * s)
     room = _direction_room(model, point, direction, k)
     h0 = np.where(room > 0, np.minimum(h0, 0.99 * room), h0)
-    h0 = _direction_kink_free(model, point, direction, dtype, h0)
+    h0, crowded = _direction_kink_free(model, point, direction, dtype, h0, _floor(dtype, np.full(k, s), levels))
     ts = np.concatenate([sgn * h0 / 2**j for j in range(levels) for sgn in (1.0, -1.0)])
     f = _along(model, point, tile(2 * levels), ts, dtype).astype(np.float64)
     with np.errstate(all="ignore"):
@@ -562,31 +617,13 @@ def directional(
         red = red.reshape((2 * levels, k) + red.shape[1:])
         mags = _direction_reduce(model, np.abs(f)).reshape(red.shape)
         noise = ROUNDING * eps * np.max(mags, axis=0)
-        col = (k,) + (1,) * (red.ndim - 2)
-        table: list[list[np.ndarray]] = []
-        rounding: list[list[np.ndarray]] = []
-        best = np.full(red.shape[1:], np.nan)
-        best_err = np.full(red.shape[1:], np.inf)
-        for j in range(levels):
-            width = (2 * h0 / 2**j).reshape(col)
-            row = [(red[2 * j] - red[2 * j + 1]) / width]
-            rrow = [2 * noise / width]
-            for m in range(1, j + 1):
-                c = 4.0**m - 1
-                row.append(row[m - 1] + (row[m - 1] - table[j - 1][m - 1]) / c)
-                rrow.append(((c + 1) * rrow[m - 1] + rounding[j - 1][m - 1]) / c)
-            for m in range(j + 1):
-                if m == 0:
-                    trunc = np.abs(row[0] - table[j - 1][0]) if j else np.full(best.shape, np.inf)
-                else:
-                    trunc = np.maximum(np.abs(row[m] - row[m - 1]), np.abs(row[m] - table[j - 1][m - 1]))
-                err = 2 * trunc + rrow[m]
-                better = np.isfinite(err) & (err < best_err)
-                best = np.where(better, row[m], best)
-                best_err = np.where(better, err, best_err)
-            table.append(row)
-            rounding.append(rrow)
-        best = np.where(np.isfinite(best_err), best, table[-1][0])
+        ratios = [np.full(k, 4.0**m - 1) for m in range(levels)]
+        best, best_err = _tableau(red, [2 * h0 / 2**j for j in range(levels)], noise, ratios)
+        if crowded.any():
+            f0 = _direction_reduce(model, per0[None, :])[0]
+            col = (k,) + (1,) * (red.ndim - 2)
+            last = (h0 / 2 ** (levels - 1)).reshape(col)
+            best_err = _straddle((red[-2] - f0) / last, (f0 - red[-1]) / last, crowded, best_err)
     return best, best_err, "Richardson"
 
 
