@@ -82,12 +82,12 @@ def judge(
         )
 
     if not exact_loss_finite or not math.isfinite(ref):
-        what = "the loss" if not exact_loss_finite else "the exact derivative"
-        return Verdict(
-            "undefined",
-            None,
-            f"{what} is not finite here (symbolic gives {_fmt(ref)}); the gradient is undefined at this point",
+        what = (
+            "the exact loss is not finite here (a division by zero, a log of 0, ...)"
+            if not exact_loss_finite
+            else f"the exact derivative is {_fmt(ref)} here"
         )
+        return Verdict("undefined", None, f"{what}; the gradient is undefined at this point")
 
     if kink is not None:
         left, right, note = kink

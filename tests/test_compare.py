@@ -186,3 +186,17 @@ def test_undefined_where_the_derivative_is_infinite():
 def test_undefined_where_the_loss_is_not_finite():
     model = gc.Model.from_dict({"params": {"w": 0.0}, "model": {"loss": "log(w) * w"}})
     assert gc.check(model).status == "undefined"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"params": {"w": 2.0}, "model": {"loss": "1/(w - w)"}},  # SymPy folds this to zoo
+        {"params": {"w": 2.0}, "model": {"loss": "log(w*0) + w"}},
+        {"params": {"w": 2.0}, "data": {"x": [1.0, 2.0]}, "model": {"loss": "w*x/(x - x)"}},
+    ],
+)
+def test_expressions_sympy_folds_to_infinity_are_undefined(spec):
+    report = gc.check(gc.Model.from_dict(spec))
+    assert report.status == "undefined"
+    assert "loss is not finite" in _only(report).note

@@ -390,6 +390,7 @@ def _namespace() -> dict[str, Any]:
     ns["_max"] = _vectorize(lambda *a: max(a))
     ns["_min"] = _vectorize(lambda *a: min(a))
     ns["_nan"] = mpmath.nan
+    ns["_inf"] = mpmath.inf
     ns["_const"] = lambda p, q=1: np.full(1, mpmath.mpf(p) / q, dtype=object)
     ns["_ERRORS"] = _ERRORS
     return ns
@@ -417,6 +418,20 @@ def _printer() -> Any:
 
         def _print_Float(self, expr: Any) -> str:
             return f"_const({super()._print_Float(expr)})"
+
+        # SymPy folds 1/(w - w) to zoo and 0*oo to nan: undefined values, evaluated as nan
+        # (so the verdict is `undefined`), never a crash of the printer.
+        def _print_ComplexInfinity(self, expr: Any) -> str:
+            return "_const(_nan)"
+
+        def _print_NaN(self, expr: Any) -> str:
+            return "_const(_nan)"
+
+        def _print_Infinity(self, expr: Any) -> str:
+            return "_const(_inf)"
+
+        def _print_NegativeInfinity(self, expr: Any) -> str:
+            return "_const(-_inf)"
 
     return Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True})
 
