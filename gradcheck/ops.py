@@ -293,22 +293,8 @@ def _object(x: Any) -> Any:
 # (the complex-step finite difference uses them).
 elementwise("exp", 1, lambda N, x: N.exp(x), lambda T, x: T.exp(x), lambda S, x: _each(S.exp, x), "e to the x")
 elementwise("log", 1, lambda N, x: N.log(x), lambda T, x: T.log(x), lambda S, x: _each(S.log, x), "natural logarithm")
-elementwise(
-    "log1p",
-    1,
-    lambda N, x: N.log1p(x),
-    lambda T, x: T.log1p(x),
-    lambda S, x: _each(lambda a: S.log(1 + a), x),
-    "log(1 + x), accurate for small x",
-)
-elementwise(
-    "expm1",
-    1,
-    lambda N, x: N.expm1(x),
-    lambda T, x: T.expm1(x),
-    lambda S, x: _each(lambda a: S.exp(a) - 1, x),
-    "exp(x) - 1, accurate for small x",
-)
+elementwise("log1p", 1, lambda N, x: N.log1p(x), lambda T, x: T.log1p(x), lambda S, x: _each(lambda a: S.log(1 + a), x), "log(1 + x), accurate for small x")  # fmt: skip
+elementwise("expm1", 1, lambda N, x: N.expm1(x), lambda T, x: T.expm1(x), lambda S, x: _each(lambda a: S.exp(a) - 1, x), "exp(x) - 1, accurate for small x")  # fmt: skip
 elementwise("sqrt", 1, lambda N, x: N.sqrt(x), lambda T, x: T.sqrt(x), lambda S, x: _each(S.sqrt, x), "square root")
 elementwise(
     "abs", 1, lambda N, x: N.abs(x), lambda T, x: T.abs(x), lambda S, x: _each(S.Abs, x), "absolute value",
@@ -319,43 +305,14 @@ elementwise("sin", 1, lambda N, x: N.sin(x), lambda T, x: T.sin(x), lambda S, x:
 elementwise("cos", 1, lambda N, x: N.cos(x), lambda T, x: T.cos(x), lambda S, x: _each(S.cos, x), "cosine")
 elementwise("tan", 1, lambda N, x: N.tan(x), lambda T, x: T.tan(x), lambda S, x: _each(S.tan, x), "tangent")
 elementwise("asin", 1, lambda N, x: N.arcsin(x), lambda T, x: T.asin(x), lambda S, x: _each(S.asin, x), "inverse sine")
-elementwise(
-    "acos", 1, lambda N, x: N.arccos(x), lambda T, x: T.acos(x), lambda S, x: _each(S.acos, x), "inverse cosine"
-)
-elementwise(
-    "atan", 1, lambda N, x: N.arctan(x), lambda T, x: T.atan(x), lambda S, x: _each(S.atan, x), "inverse tangent"
-)
+elementwise("acos", 1, lambda N, x: N.arccos(x), lambda T, x: T.acos(x), lambda S, x: _each(S.acos, x), "inverse cosine")  # fmt: skip
+elementwise("atan", 1, lambda N, x: N.arctan(x), lambda T, x: T.atan(x), lambda S, x: _each(S.atan, x), "inverse tangent")  # fmt: skip
 elementwise("sinh", 1, lambda N, x: N.sinh(x), lambda T, x: T.sinh(x), lambda S, x: _each(S.sinh, x), "hyperbolic sine")
-elementwise(
-    "cosh", 1, lambda N, x: N.cosh(x), lambda T, x: T.cosh(x), lambda S, x: _each(S.cosh, x), "hyperbolic cosine"
-)
-elementwise(
-    "tanh", 1, lambda N, x: N.tanh(x), lambda T, x: T.tanh(x), lambda S, x: _each(S.tanh, x), "hyperbolic tangent"
-)
-elementwise(
-    "asinh",
-    1,
-    lambda N, x: N.arcsinh(x),
-    lambda T, x: T.asinh(x),
-    lambda S, x: _each(S.asinh, x),
-    "inverse hyperbolic sine",
-)
-elementwise(
-    "acosh",
-    1,
-    lambda N, x: N.arccosh(x),
-    lambda T, x: T.acosh(x),
-    lambda S, x: _each(S.acosh, x),
-    "inverse hyperbolic cosine",
-)
-elementwise(
-    "atanh",
-    1,
-    lambda N, x: N.arctanh(x),
-    lambda T, x: T.atanh(x),
-    lambda S, x: _each(S.atanh, x),
-    "inverse hyperbolic tangent",
-)
+elementwise("cosh", 1, lambda N, x: N.cosh(x), lambda T, x: T.cosh(x), lambda S, x: _each(S.cosh, x), "hyperbolic cosine")  # fmt: skip
+elementwise("tanh", 1, lambda N, x: N.tanh(x), lambda T, x: T.tanh(x), lambda S, x: _each(S.tanh, x), "hyperbolic tangent")  # fmt: skip
+elementwise("asinh", 1, lambda N, x: N.arcsinh(x), lambda T, x: T.asinh(x), lambda S, x: _each(S.asinh, x), "inverse hyperbolic sine")  # fmt: skip
+elementwise("acosh", 1, lambda N, x: N.arccosh(x), lambda T, x: T.acosh(x), lambda S, x: _each(S.acosh, x), "inverse hyperbolic cosine")  # fmt: skip
+elementwise("atanh", 1, lambda N, x: N.arctanh(x), lambda T, x: T.atanh(x), lambda S, x: _each(S.atanh, x), "inverse hyperbolic tangent")  # fmt: skip
 elementwise(
     "sigmoid", 1, lambda N, x: 1 / (1 + N.exp(-x)), lambda T, x: T.sigmoid(x),
     lambda S, x: _each(lambda a: 1 / (1 + S.exp(-a)), x), "logistic function 1 / (1 + exp(-x))",
