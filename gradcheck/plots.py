@@ -255,5 +255,5 @@ def plot_steps(model: Any, report: Any, path: str | os.PathLike[str]) -> None:
         ax.set_ylabel("|error| against the exact symbolic value")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize="x-small", loc="best")
-    fig.suptitle(f"{report.model}: finite-difference error against step size (truncation ~ h², rounding ~ eps/h)")
+    fig.suptitle(f"{report.model}: finite-difference error against step size\n(truncation ~ h², rounding ~ eps/h)")
     _save(fig, path)

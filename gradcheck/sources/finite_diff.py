@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import interp
+from .. import interp, perturb
 from ..model import Model
 from ..ops import NOT_ANALYTIC, OPS
 from . import Gradients
@@ -125,23 +125,32 @@ def _batched(
 ) -> np.ndarray:
     """Per-sample losses ``(m, N)`` with element ``idx[j]`` of ``name`` moved by ``delta[j]``.
 
-    ``delta`` may be complex (the complex step). Evaluated in chunks.
+    ``delta`` may be complex (the complex step, float64). The perturbed values
+    are rounded to the dtype and everything is evaluated in it. Each
+    perturbation is carried as the one position it changes
+    (:mod:`gradcheck.perturb`), so all of them cost about one model
+    evaluation; where that does not apply, in chunks of at most
+    :data:`CHUNK_VALUES` values.
     """
-    shape = model.params[name].shape
     n = model.n_samples
-    work = np.result_type(np.dtype(dtype), delta.dtype)
-    base = np.asarray(point[name], dtype=np.float64).reshape(-1)
-    others = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items() if k != name}
+    work = np.dtype(np.complex128) if np.iscomplexobj(delta) else np.dtype(dtype)
+    params = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items()}
+    vals = (np.asarray(point[name], dtype=np.float64).reshape(-1)[idx] + delta).astype(work)
+
+    def run(rows: np.ndarray, limit: int | None) -> np.ndarray:
+        f = perturb.per_sample(model, params, name, idx[rows], vals[rows], dtype, max_values=limit)
+        return np.broadcast_to(f, (rows.size, n)) if model.data else np.broadcast_to(f, (rows.size,))[:, None]
+
+    everything = np.arange(idx.size)
+    try:
+        return np.array(run(everything, CHUNK_VALUES), dtype=work)
+    except perturb.TooDense:
+        pass
     chunk = max(1, CHUNK_VALUES // max(1, n * _width(model)))
     out = np.empty((idx.size, n), dtype=work)
     for start in range(0, idx.size, chunk):
-        rows = np.arange(start, min(start + chunk, idx.size))
-        block = np.tile(base.astype(work), (rows.size, 1))
-        block[np.arange(rows.size), idx[rows]] += delta[rows]
-        block = block.reshape(((rows.size, 1) if model.data else (rows.size,)) + shape)
-        f = _per_sample(model, {**others, name: block.astype(work)}, dtype)
-        f = np.broadcast_to(f, (rows.size, n)) if model.data else np.broadcast_to(f, (rows.size,))[:, None]
-        out[rows] = f
+        rows = everything[start : start + chunk]
+        out[rows] = run(rows, None)
     return out
 
 
