@@ -78,6 +78,22 @@ class _Context:
     rows: int
     samples: bool  # the model has data: batched arrays keep a sample axis (of 1 or N)
     max_values: int | None = None
+    flips: np.ndarray | None = None  # per row: a kinked function crossed its kink (when tracked)
+
+    def crossed(self, node: Node, new: list[Any], old: list[Any]) -> None:
+        """Mark rows where ``node``'s kink quantity changes sign from a nonzero unperturbed sign.
+
+        ``new`` are the operands per row (``(M, ...)``), ``old`` the unperturbed
+        operands, broadcastable against them.
+        """
+        kink = OPS[node.op].kink
+        if self.flips is None or kink is None:
+            return
+        before = np.sign(np.asarray(kink(np, *old)))
+        after = np.sign(np.asarray(kink(np, *new)))
+        before, after = np.broadcast_arrays(before, after)
+        moved = (before != 0) & (after != before)
+        self.flips |= moved.reshape(self.rows, -1).any(axis=1) if moved.ndim else bool(moved)
 
     def batched(self, arr: Any, shape: tuple[int, ...]) -> Batched:
         """``(M,) [+ samples] + shape``, with a unit sample axis where the model has data."""
@@ -129,10 +145,11 @@ def _elementwise(node: Node, args: list[Value], base: Any, ctx: _Context) -> Val
     pos = sparse[0].pos
     if any(a.pos is not pos and not np.array_equal(a.pos, pos) for a in sparse[1:]):
         return None
-    parts = []
+    parts, olds = [], []
     for a, n in zip(args, node.args):
         if isinstance(a, Sparse):
             parts.append(a.vals)
+            olds.append(a.old())
         elif isinstance(a, np.ndarray) and a.ndim:
             aligned = np.asarray(align(a, len(n.shape), len(shape)))
             batch = tuple(aligned.shape[: aligned.ndim - len(shape)])
@@ -143,9 +160,13 @@ def _elementwise(node: Node, args: list[Value], base: Any, ctx: _Context) -> Val
                     pos,
                 )
             )
+            olds.append(parts[-1])
         else:
             parts.append(a)
-    vals = OPS[node.op].numpy(np, *_pair(*parts))
+            olds.append(a)
+    parts = _pair(*parts)
+    ctx.crossed(node, parts, _pair(*olds))
+    vals = OPS[node.op].numpy(np, *parts)
     return Sparse(np.asarray(base), shape, pos, np.asarray(vals))
 
 
@@ -245,7 +266,41 @@ def per_sample(
     (the complex step). Raises :class:`TooDense` when a plain fallback would
     hold more than ``max_values`` values (evaluate fewer rows at a time then).
     """
-    ctx = _Context(rows=int(idx.shape[0]), samples=bool(model.data), max_values=max_values)
+    return _evaluate(model, params, name, idx, vals, dtype, _Context(int(idx.shape[0]), bool(model.data), max_values))
+
+
+def crossings(
+    model: Model,
+    params: Mapping[str, np.ndarray],
+    name: str,
+    idx: np.ndarray,
+    vals: np.ndarray,
+    dtype: str,
+    *,
+    max_values: int | None = None,
+) -> np.ndarray:
+    """Per row, whether the perturbation moves some kinked function across its kink.
+
+    A kinked function (``Op.kink`` in the op table) crosses when its kink
+    quantity's sign at the perturbed point differs from a nonzero sign at the
+    unperturbed point, for any sample and element. Same evaluation and
+    :class:`TooDense` rule as :func:`per_sample`.
+    """
+    ctx = _Context(int(idx.shape[0]), bool(model.data), max_values, np.zeros(int(idx.shape[0]), dtype=bool))
+    _evaluate(model, params, name, idx, vals, dtype, ctx)
+    assert ctx.flips is not None
+    return ctx.flips
+
+
+def _evaluate(
+    model: Model,
+    params: Mapping[str, np.ndarray],
+    name: str,
+    idx: np.ndarray,
+    vals: np.ndarray,
+    dtype: str,
+    ctx: _Context,
+) -> np.ndarray:
     bases: dict[str, Any] = dict(params)
     for k, v in model.data.items():
         bases[k] = v.astype(np.dtype(dtype))
@@ -277,9 +332,15 @@ def per_sample(
             rule = _elementwise if OPS[node.op].kind == "elementwise" else RULES.get(node.op)
             out = rule(node, args, base, ctx) if rule is not None else None
         if out is None:
-            out = ctx.batched(
-                interp.apply(node, [plain(a, n.shape) for a, n in zip(args, node.args)], "numpy", np), tuple(node.shape)
-            )
+            dense = [plain(a, n.shape) for a, n in zip(args, node.args)]
+            if ctx.flips is not None and OPS[node.op].kink is not None:
+                rank = len(node.shape)
+                ctx.crossed(
+                    node,
+                    [align(a, len(n.shape), rank) for a, n in zip(dense, node.args)],
+                    [align(a, len(n.shape), rank) for a, n in zip(base_args, node.args)],
+                )
+            out = ctx.batched(interp.apply(node, dense, "numpy", np), tuple(node.shape))
         return out, base
 
     with np.errstate(all="ignore"):

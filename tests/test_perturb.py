@@ -101,3 +101,57 @@ def test_fallback_in_chunks_when_too_dense():
 @given(gst.models(max_depth=3, kinks=True))
 def test_random_models(spec):
     assert_same(gc.Model.from_dict(spec))
+
+
+def plain_crossings(model, point, name, idx, vals, dtype):
+    """Old way: evaluate every perturbed copy, compare every kinked function's side with the unperturbed one."""
+    shape = model.params[name].shape
+    samples = (model.n_samples,) if model.data else ()
+    real = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items()}
+    before = finite_diff._kink_sides(model, real, dtype, samples)
+    block = np.tile(real[name].reshape(-1), (idx.size, 1))
+    block[np.arange(idx.size), idx] = vals
+    block = block.reshape(((idx.size, 1) if model.data else (idx.size,)) + shape)
+    after = finite_diff._kink_sides(model, {**real, name: block}, dtype, (idx.size,) + samples)
+    out = np.zeros(idx.size, dtype=bool)
+    for here, there in zip(after, before):
+        out |= ((there != 0) & (here != there)).reshape(idx.size, -1).any(axis=1)
+    return out
+
+
+KINKED = {
+    "params": {"W": [[0.1, -0.2, 0.3], [0.4, 0.5, -0.6]], "v": [0.3, -0.7], "s": 0.05},
+    "data": {"x": [[1.0, 2.0, -1.0], [0.5, 0.0, 2.0]]},
+    "model": {"h": "relu(W @ x - s)", "loss": "sum(abs(h - 0.2)) + max(v[0], v[1] * 0.4) + min(s, 0.06)"},
+}
+
+
+@pytest.mark.parametrize("name", ["W", "v", "s"])
+@pytest.mark.parametrize("step", [1.0, 0.3, 0.05, 1e-3])
+def test_kink_crossings(name, step):
+    model = gc.Model.from_dict(KINKED)
+    point = model.param_values()
+    k = point[name].size
+    idx = np.concatenate([np.arange(k), np.arange(k)])
+    vals = point[name].reshape(-1)[idx] + step * np.concatenate([np.ones(k), -np.ones(k)])
+    params = {key: np.asarray(v) for key, v in point.items()}
+    got = perturb.crossings(model, params, name, idx, vals, "float64")
+    want = plain_crossings(model, point, name, idx, vals, "float64")
+    np.testing.assert_array_equal(got, want)
+    if step == 1.0:
+        assert want.any()  # the test sees crossings, not only their absence
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(gst.models(max_depth=3, kinks=True))
+def test_kink_crossings_on_random_models(spec):
+    model = gc.Model.from_dict(spec)
+    point = model.param_values()
+    for name, value in point.items():
+        k = value.size
+        idx = np.tile(np.arange(k), 4)
+        steps = np.repeat([0.5, -0.5, 0.01, -0.01], k)
+        vals = value.reshape(-1)[idx] + steps
+        params = {key: np.asarray(v) for key, v in point.items()}
+        got = perturb.crossings(model, params, name, idx, vals, "float64")
+        np.testing.assert_array_equal(got, plain_crossings(model, point, name, idx, vals, "float64"))

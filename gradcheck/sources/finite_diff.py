@@ -120,38 +120,39 @@ def step(p: np.ndarray, dtype: str, domain: tuple[float, float] | None, power: f
     return h
 
 
+def _in_chunks(
+    fn: Any, model: Model, point: Mapping[str, np.ndarray], name: str, idx: np.ndarray, vals: np.ndarray, dtype: str
+) -> np.ndarray:
+    """``fn`` (:func:`gradcheck.perturb.per_sample` or ``crossings``) over all rows at once, or in chunks.
+
+    Each perturbation is carried as the one position it changes, so all of
+    them cost about one model evaluation; where that does not apply, in
+    chunks of at most :data:`CHUNK_VALUES` values.
+    """
+    params = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items()}
+    try:
+        return np.asarray(fn(model, params, name, idx, vals, dtype, max_values=CHUNK_VALUES))
+    except perturb.TooDense:
+        pass
+    chunk = max(1, CHUNK_VALUES // max(1, model.n_samples * _width(model)))
+    parts = [fn(model, params, name, idx[i : i + chunk], vals[i : i + chunk], dtype) for i in range(0, idx.size, chunk)]
+    return np.concatenate([np.asarray(part) for part in parts], axis=0)
+
+
 def _batched(
     model: Model, point: Mapping[str, np.ndarray], name: str, idx: np.ndarray, delta: np.ndarray, dtype: str
 ) -> np.ndarray:
     """Per-sample losses ``(m, N)`` with element ``idx[j]`` of ``name`` moved by ``delta[j]``.
 
     ``delta`` may be complex (the complex step, float64). The perturbed values
-    are rounded to the dtype and everything is evaluated in it. Each
-    perturbation is carried as the one position it changes
-    (:mod:`gradcheck.perturb`), so all of them cost about one model
-    evaluation; where that does not apply, in chunks of at most
-    :data:`CHUNK_VALUES` values.
+    are rounded to the dtype and everything is evaluated in it.
     """
     n = model.n_samples
     work = np.dtype(np.complex128) if np.iscomplexobj(delta) else np.dtype(dtype)
-    params = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items()}
     vals = (np.asarray(point[name], dtype=np.float64).reshape(-1)[idx] + delta).astype(work)
-
-    def run(rows: np.ndarray, limit: int | None) -> np.ndarray:
-        f = perturb.per_sample(model, params, name, idx[rows], vals[rows], dtype, max_values=limit)
-        return np.broadcast_to(f, (rows.size, n)) if model.data else np.broadcast_to(f, (rows.size,))[:, None]
-
-    everything = np.arange(idx.size)
-    try:
-        return np.array(run(everything, CHUNK_VALUES), dtype=work)
-    except perturb.TooDense:
-        pass
-    chunk = max(1, CHUNK_VALUES // max(1, n * _width(model)))
-    out = np.empty((idx.size, n), dtype=work)
-    for start in range(0, idx.size, chunk):
-        rows = everything[start : start + chunk]
-        out[rows] = run(rows, None)
-    return out
+    f = _in_chunks(perturb.per_sample, model, point, name, idx, vals, dtype)
+    f = np.broadcast_to(f, (idx.size, n)) if model.data else np.broadcast_to(f, (idx.size,))[:, None]
+    return np.array(f, dtype=work)
 
 
 def _evaluate_offsets(
@@ -342,27 +343,10 @@ def _kink_free_steps(
         return h0, np.zeros(h0.size, dtype=bool)
     t = np.dtype(dtype).type
     p = np.asarray(point[name], dtype=np.float64).reshape(-1)
-    k = p.size
-    n = model.n_samples
-    samples = (n,) if model.data else ()
-    real = {key: np.asarray(v, dtype=np.dtype(dtype)) for key, v in point.items()}
-    base = _kink_sides(model, real, dtype, samples)
-    shape = model.params[name].shape
-    others = {key: v for key, v in real.items() if key != name}
     steps = [h0 / 4**j for j in range(KINK_PROBES)]
-    deltas = np.concatenate([(p + sgn * h).astype(t).astype(np.float64) - p for h in steps for sgn in (1.0, -1.0)])
-    idx = np.tile(np.arange(k), 2 * KINK_PROBES)
-    crossed = np.zeros(deltas.size, dtype=bool)
-    chunk = max(1, CHUNK_VALUES // max(1, n * _width(model)))
-    for start in range(0, deltas.size, chunk):
-        rows = np.arange(start, min(start + chunk, deltas.size))
-        block = np.tile(p, (rows.size, 1))
-        block[np.arange(rows.size), idx[rows]] += deltas[rows]
-        block = block.reshape(((rows.size, 1) if model.data else (rows.size,)) + shape).astype(np.dtype(dtype))
-        sides = _kink_sides(model, {**others, name: block}, dtype, (rows.size,) + samples)
-        for here, there in zip(sides, base):
-            flips = (there != 0) & (here != there)
-            crossed[rows] |= flips.reshape(rows.size, -1).any(axis=1)
+    moved = np.concatenate([(p + sgn * h).astype(t) for h in steps for sgn in (1.0, -1.0)])
+    idx = np.tile(np.arange(p.size), 2 * KINK_PROBES)
+    crossed = _in_chunks(perturb.crossings, model, point, name, idx, moved, dtype)
     return _clean_steps(crossed, h0, floor)
 
 
