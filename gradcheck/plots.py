@@ -129,23 +129,6 @@ class StepCurve:
     loss: float
 
 
-def _chosen_steps(p: float, dtype: str, domain: tuple[float, float] | None) -> np.ndarray:
-    """The central-difference steps of the finite-difference source's Ridders tableau.
-
-    Mirrors ``finite_diff._richardson``: ``h0 = 2 eps**(1/7) max(1, |p|)``
-    (inside the domain), halved ``LEVELS[dtype] - 1`` times.
-    """
-    from .sources import finite_diff
-
-    eps = float(np.finfo(np.dtype(dtype)).eps)
-    h0 = 2 * eps ** (1 / 7) * max(1.0, abs(p))
-    if domain is not None:
-        room = min(p - domain[0], domain[1] - p) * 0.99
-        h0 = min(h0, room) if room > 0 else h0
-    levels = int(getattr(finite_diff, "LEVELS", {}).get(dtype, 1))
-    return np.array([h0 / 2**j for j in range(levels)])
-
-
 def step_curve(model: Any, report: Any, name: str, n_steps: int = N_STEPS) -> StepCurve | None:
     """The curve for param ``name`` (its worst element) at the report's first point; ``None`` without room."""
     from .sources import finite_diff
@@ -162,7 +145,11 @@ def step_curve(model: Any, report: Any, name: str, n_steps: int = N_STEPS) -> St
     param = model.params[name]
     info = finite_diff.gradients(model, point, dtype).info
     method = str(info.get("method", {}).get(name, "Richardson"))
-    chosen = _chosen_steps(p, dtype, param.domain) if method != "complex step" else np.array([])
+    chosen = np.array([])
+    if method != "complex step":
+        h0 = finite_diff.start_steps(model, point, name, dtype, param.domain)[0]
+        first = float(h0[int(np.ravel_multi_index(elem, param.shape)) if param.shape else 0])
+        chosen = np.array([first / 2**j for j in range(finite_diff.LEVELS.get(dtype, 4))])
     h = np.logspace(math.log10(eps), 0, n_steps) * max(1.0, abs(p))
     if param.domain is not None:
         room = min(p - param.domain[0], param.domain[1] - p) * 0.99

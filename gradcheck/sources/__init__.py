@@ -33,12 +33,3 @@ class Gradients:
     errors: dict[str, np.ndarray] | None = None
     loss: Any = None
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def reduce_samples(per_sample: Any, reduction: str, axis: int = -1) -> Any:
-    """Reduce a per-sample array along ``axis`` as the model's reduction says."""
-    if reduction == "mean":
-        return per_sample.mean(axis)
-    if reduction == "sum":
-        return per_sample.sum(axis)
-    return per_sample

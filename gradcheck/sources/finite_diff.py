@@ -22,12 +22,14 @@ rules and the reasons are in ``docs/how-it-works.md``:
   dtype and the step actually taken used), extrapolated in a Neville tableau
   (Ridders' method). Each tableau entry has an error estimate: the larger
   difference to the two entries it was built from (its truncation error is
-  at most that of theirs) plus the rounding error, ``8 eps max|f|`` carried
-  through the same extrapolation weights. Per element the entry with the
+  at most that of theirs) plus the rounding error, ``ROUNDING * eps * max|f|``
+  over the step, carried through the same extrapolation weights. Per element the entry with the
   smallest estimate is returned, with that estimate.
 
-All perturbations of one parameter form one batch axis, so a parameter costs
-one vectorized evaluation (in chunks of at most :data:`CHUNK_VALUES` values).
+All perturbations of one parameter are one batch, and each is carried as the
+one position it changes (:mod:`gradcheck.perturb`), so a parameter costs
+about one model evaluation (in chunks of at most :data:`CHUNK_VALUES` values
+where that does not apply; :func:`start_steps` says where the steps start).
 Nothing here touches SymPy or torch.
 """
 
@@ -350,6 +352,40 @@ def _kink_free_steps(
     return _clean_steps(crossed, h0, floor)
 
 
+def _base_step(dtype: str, scale: Any) -> np.ndarray:
+    """The first Ridders step before any shrinking: ``2 eps**(1/7) * scale`` (``scale = max(1, |p|)``)."""
+    return np.asarray(2 * float(np.finfo(np.dtype(dtype)).eps) ** (1 / 7) * np.asarray(scale, dtype=np.float64))
+
+
+def start_steps(
+    model: Model, point: Mapping[str, np.ndarray], name: str, dtype: str, domain: tuple[float, float] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per element of ``name``, where the Ridders tableau starts: ``(h0, one_sided, side, crowded)``.
+
+    ``h0`` is :func:`_base_step`, shrunk below the nearest kink
+    (:func:`_kink_free_steps`) and to fit the domain; the tableau's levels are
+    ``h0 / 2**j``. Next to a domain edge, where even 1/1000 of the step does
+    not fit on one side, the differences are one-sided (``one_sided``) into
+    the roomier side (``side``, +1 or -1), extrapolated as first order.
+    ``crowded`` marks elements whose nearest kink is closer than any useful
+    step (their estimate is widened).
+    """
+    p = np.asarray(point[name], dtype=np.float64).reshape(-1)
+    scale = np.maximum(1.0, np.abs(p))
+    h0, crowded = _kink_free_steps(
+        model, point, name, dtype, _base_step(dtype, scale), _floor(dtype, scale, LEVELS.get(dtype, 4))
+    )
+    side = np.ones(p.size)
+    one_sided = np.zeros(p.size, dtype=bool)
+    if domain is not None:
+        below, above = (p - domain[0]) * 0.99, (domain[1] - p) * 0.99
+        room = np.minimum(below, above)
+        one_sided = room < 1e-3 * h0
+        side = np.where(above >= below, 1.0, -1.0)
+        h0 = np.where(one_sided, np.minimum(h0, np.maximum(below, above)), np.minimum(h0, np.maximum(room, 0.0)))
+    return h0, one_sided, side, crowded & ~one_sided
+
+
 def _richardson(
     model: Model, point: Mapping[str, np.ndarray], name: str, dtype: str, domain: tuple[float, float] | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -359,20 +395,7 @@ def _richardson(
     p = np.asarray(point[name], dtype=np.float64).reshape(-1)
     k = p.size
     levels = LEVELS.get(dtype, 4)
-    h0 = 2 * eps ** (1 / 7) * np.maximum(1.0, np.abs(p))
-    h0, crowded = _kink_free_steps(model, point, name, dtype, h0, _floor(dtype, np.maximum(1.0, np.abs(p)), levels))
-    # Next to a domain edge the steps shrink to fit; where even 1/1000 of the
-    # step does not fit on one side, the differences are one-sided, into the
-    # roomier side (f(p + s h) - f(p)) / (s h), extrapolated as first order.
-    side = np.ones(k)
-    one_sided = np.zeros(k, dtype=bool)
-    if domain is not None:
-        below, above = (p - domain[0]) * 0.99, (domain[1] - p) * 0.99
-        room = np.minimum(below, above)
-        one_sided = room < 1e-3 * h0
-        side = np.where(above >= below, 1.0, -1.0)
-        h0 = np.where(one_sided, np.minimum(h0, np.maximum(below, above)), np.minimum(h0, np.maximum(room, 0.0)))
-    crowded &= ~one_sided
+    h0, one_sided, side, crowded = start_steps(model, point, name, dtype, domain)
     plus, minus = [], []
     for j in range(levels):
         h = h0 / 2**j
@@ -599,7 +622,7 @@ def directional(
                     return (d1 + d2) / 2, error, "complex step"
 
     levels = LEVELS.get(dtype, 4)
-    h0 = np.full(k, 2 * eps ** (1 / 7) * s)
+    h0 = np.full(k, _base_step(dtype, s))
     room = _direction_room(model, point, direction, k)
     h0 = np.where(room > 0, np.minimum(h0, 0.99 * room), h0)
     h0, crowded = _direction_kink_free(model, point, direction, dtype, h0, _floor(dtype, np.full(k, s), levels))
