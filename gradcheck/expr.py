@@ -2,29 +2,38 @@
 
 The parser is written here, character by character: nothing in an expression
 ever reaches ``eval``, ``exec``, ``compile``, ``ast``, ``sympify`` or an
-importer. Anything that is not a number, a name, one of the operators
-``+ - * / ** @``, parentheses, an integer index ``v[i]`` / ``M[i, j]``, ``.T``
-or a call of a function in :data:`gradcheck.ops.FUNCTIONS` is a syntax error.
+importer. Anything that is not a number, a name, an operator of the op
+table, parentheses, an integer index ``v[i]`` / ``M[i, j]``, a postfix
+attribute (``.T``) or a call of a function in :data:`gradcheck.ops.FUNCTIONS`
+is a syntax error. The operators, their symbols and precedences come from the
+op entries (``Op.notation``, ``symbol``, ``precedence``): this module names no
+op.
 
 Grammar (Python's precedence; ``**`` binds tighter than unary minus on its
-left and is right-associative)::
+left and is right-associative). Today's table gives::
 
     expr    := term (('+' | '-') term)*
     term    := unary (('*' | '/' | '@') unary)*
     unary   := ('-' | '+') unary | power
     power   := postfix ('**' unary)?
     postfix := atom ('[' INT (',' INT)* ']' | '.T')*
-    atom    := NUMBER | NAME | NAME '(' expr (',' expr)* ')' | '(' expr ')'
+    atom    := NUMBER | NAME | NAME '(' args ')' | '(' expr ')'
+    args    := arg (',' arg)*          (positional ones first)
+    arg     := expr | NAME '=' CONST
+    CONST   := ['-'] NUMBER | 'True' | 'False' | '[' ['-'] INT (',' ['-'] INT)* ']'
+
+Keyword arguments are checked against the op's attributes (``Op.attrs``) and
+stored on the node (``Node.attrs``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .errors import ModelError, close_match
-from .ops import FUNCTIONS, OPS, Shape, ShapeError
+from .ops import FUNCTIONS, OPS, Op, Shape, ShapeError
 
 #: Longest expression accepted, in characters (see docs/limits.md).
 MAX_LENGTH = 10_000
@@ -41,8 +50,11 @@ class Node:
 
     ``op`` is ``"num"`` (``value`` is the number, ``text`` its spelling),
     ``"name"`` (``value`` is the name) or a key of :data:`gradcheck.ops.OPS`
-    (``args`` are the operands; ``value`` holds an index tuple for
-    ``"index"``). ``pos`` is the character offset in the expression.
+    (``args`` are the operands). ``attrs`` are the op's attributes given in
+    the text, ``(name, value)`` pairs in the order written (integers, floats,
+    bools, tuples of integers); the index op holds its indices as
+    ``attrs == (("index", (i, j)),)`` and, for older callers, ``value``.
+    ``pos`` is the character offset in the expression.
     """
 
     op: str
@@ -51,6 +63,7 @@ class Node:
     pos: int = 0
     text: str = ""
     shape: Shape = field(default=(), compare=False)
+    attrs: tuple[tuple[str, object], ...] = ()
 
     def walk(self) -> Iterator[Node]:
         """This node and every node below it, operands first."""
@@ -63,7 +76,15 @@ class Node:
         return {str(n.value) for n in self.walk() if n.op == "name"}
 
 
-_OPERATORS = ("**", "+", "-", "*", "/", "@", "(", ")", "[", "]", ",", ".")
+_PUNCTUATION = ("+", "(", ")", "[", "]", ",", ".")
+
+
+def _operators() -> tuple[str, ...]:
+    """Every operator symbol of the op table and the punctuation, longest first."""
+    symbols = {op.symbol for op in OPS.values() if op.notation in ("infix", "prefix")}
+    return tuple(sorted(symbols | set(_PUNCTUATION), key=len, reverse=True))
+
+
 # ASCII only: str.isdigit() is also true of '¹' and '٣', which float() rejects or reads as 3.
 _DIGITS = frozenset("0123456789")
 
@@ -76,6 +97,7 @@ class _Token:
 
 
 def _tokens(text: str) -> list[_Token]:
+    operators = _operators()
     out: list[_Token] = []
     i, n = 0, len(text)
     while i < n:
@@ -111,7 +133,11 @@ def _tokens(text: str) -> list[_Token]:
             out.append(_Token("name", text[i:j], i))
             i = j
             continue
-        for op in _OPERATORS:
+        if ch == "=" and not text.startswith("==", i):  # a keyword argument (== is no part of the language)
+            out.append(_Token("op", "=", i))
+            i += 1
+            continue
+        for op in operators:
             if text.startswith(op, i):
                 out.append(_Token("op", op, i))
                 i += len(op)
@@ -131,8 +157,35 @@ class _SyntaxError(Exception):
         self.what, self.pos, self.fix = what, pos, fix
 
 
+@dataclass(frozen=True)
+class _Grammar:
+    """The operator tables, built from the op entries."""
+
+    levels: tuple[dict[str, str], ...]  # left-associative infix, loosest first: symbol -> op name
+    prefix: dict[str, str]
+    right: dict[str, str]
+    postfix: dict[str, str]  # ".T" -> op name
+    index: str
+
+
+def _grammar() -> _Grammar:
+    ops = list(OPS.values())
+    left = sorted({op.precedence for op in ops if op.notation == "infix" and not op.right})
+    return _Grammar(
+        levels=tuple(
+            {op.symbol: op.name for op in ops if op.notation == "infix" and not op.right and op.precedence == p}
+            for p in left
+        ),
+        prefix={op.symbol: op.name for op in ops if op.notation == "prefix"},
+        right={op.symbol: op.name for op in ops if op.notation == "infix" and op.right},
+        postfix={op.symbol: op.name for op in ops if op.notation == "postfix"},
+        index=next(op.name for op in ops if op.notation == "index"),
+    )
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
+        self.g = _grammar()
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
@@ -170,37 +223,39 @@ class _Parser:
             raise _SyntaxError(f"unexpected {tok.text!r}", tok.pos, fix)
         return node
 
-    def binary(self, sub: Callable[[], Node], ops: dict[str, str]) -> Node:
-        left = sub()
+    def expr(self) -> Node:
+        return self.level(0)
+
+    def level(self, i: int) -> Node:
+        """Left-associative infix operators, loosest first (``+ -``, then ``* / @``)."""
+        if i == len(self.g.levels):
+            return self.unary()
+        ops = self.g.levels[i]
+        left = self.level(i + 1)
         while self.at(*ops):
             tok = self.take()
-            right = sub()
+            right = self.level(i + 1)
             left = Node(ops[tok.text], (left, right), pos=tok.pos)
         return left
 
-    def expr(self) -> Node:
-        return self.binary(self.term, {"+": "add", "-": "sub"})
-
-    def term(self) -> Node:
-        return self.binary(self.unary, {"*": "mul", "/": "div", "@": "matmul"})
-
     def unary(self) -> Node:
-        if self.at("-", "+"):
+        if self.at("+", *self.g.prefix):
             tok = self.take()
             self.nest(tok.pos)
             operand = self.unary()
             self.depth -= 1
-            return Node("neg", (operand,), pos=tok.pos) if tok.text == "-" else operand
+            return Node(self.g.prefix[tok.text], (operand,), pos=tok.pos) if tok.text in self.g.prefix else operand
         return self.power()
 
     def power(self) -> Node:
+        """Right-associative operators (``**``): a postfix base, a unary exponent."""
         base = self.postfix()
-        if self.at("**"):
+        if self.at(*self.g.right):
             tok = self.take()
             self.nest(tok.pos)
             exponent = self.unary()
             self.depth -= 1
-            return Node("pow", (base, exponent), pos=tok.pos)
+            return Node(self.g.right[tok.text], (base, exponent), pos=tok.pos)
         return base
 
     def postfix(self) -> Node:
@@ -209,19 +264,25 @@ class _Parser:
             tok = self.take()
             if tok.text == ".":
                 attr = self.tok
-                if attr.kind != "name" or attr.text != "T":
+                name = self.g.postfix.get("." + attr.text) if attr.kind == "name" else None
+                if name is None:
+                    shown = ", ".join(
+                        f"{sym} ({OPS[n].doc.partition(': ')[2].split(' (')[0]})" for sym, n in self.g.postfix.items()
+                    )
                     raise _SyntaxError(
-                        f"attribute {attr.text!r} is not allowed", attr.pos, "the only attribute is .T (transpose)"
+                        f"attribute {attr.text!r} is not allowed",
+                        attr.pos,
+                        f"the only attribute is {shown}" if len(self.g.postfix) == 1 else f"attributes: {shown}",
                     )
                 self.take()
-                node = Node("T", (node,), pos=tok.pos)
+                node = Node(name, (node,), pos=tok.pos)
                 continue
             index = [self.integer()]
             while self.at(","):
                 self.take()
                 index.append(self.integer())
             self.take("]")
-            node = Node("index", (node,), value=tuple(index), pos=tok.pos)
+            node = Node(self.g.index, (node,), value=tuple(index), pos=tok.pos, attrs=(("index", tuple(index)),))
         return node
 
     def integer(self) -> int:
@@ -271,19 +332,92 @@ class _Parser:
             raise _SyntaxError(f"unknown function {name.text!r}", name.pos, fix)
         self.take("(")
         self.nest(name.pos)
-        args = [self.expr()]
-        while self.at(","):
+        args: list[Node] = []
+        attrs: dict[str, object] = {}
+        while True:
+            if self.tok.kind == "name" and self.toks[self.i + 1].text == "=":
+                key = self.take()
+                self.take("=")
+                attrs[key.text] = self.keyword(op, key, attrs)
+            else:
+                if attrs:
+                    raise _SyntaxError(
+                        "a positional argument follows a keyword argument",
+                        self.tok.pos,
+                        f"write the operands first: {op.signature()}",
+                    )
+                args.append(self.expr())
+            if not self.at(","):
+                break
             self.take()
-            args.append(self.expr())
         self.take(")")
         self.depth -= 1
-        if len(args) != op.arity:
+        if len(args) != op.arity and not (op.variadic and len(args) >= op.arity):
+            least = "at least " if op.variadic else ""
             raise _SyntaxError(
-                f"{name.text}() takes {op.arity} argument{'s' if op.arity > 1 else ''}, got {len(args)}",
+                f"{name.text}() takes {least}{op.arity} argument{'s' if op.arity > 1 else ''}, got {len(args)}",
                 name.pos,
                 f"{name.text}: {op.doc}",
             )
-        return Node(op.name, tuple(args), pos=name.pos)
+        return Node(op.name, tuple(args), pos=name.pos, attrs=tuple(attrs.items()))
+
+    def keyword(self, op: Op, key: _Token, given: Mapping[str, object]) -> object:
+        """The constant value of keyword argument ``key``, checked against ``op``'s attributes."""
+        attr = op.attr(key.text)
+        if attr is None:
+            names = [a.name for a in op.attrs]
+            if not names:
+                fix = f"{op.name}() takes no keyword arguments"
+            else:
+                guess = close_match(key.text, names)
+                takes = f"{op.name}() takes " + ", ".join(f"{a.name}=" for a in op.attrs)
+                fix = f"did you mean {guess!r}? {takes}" if guess else takes
+            raise _SyntaxError(f"{op.name}() got an unknown keyword argument {key.text!r}", key.pos, fix)
+        if key.text in given:
+            raise _SyntaxError(f"{op.name}() got {key.text}= twice", key.pos)
+        pos = self.tok.pos
+        value = self.constant()
+        try:
+            return attr.coerce(value)
+        except TypeError as err:
+            raise _SyntaxError(f"{op.name}(): {err}", pos, f"{op.name}: {op.signature()}") from None
+
+    def constant(self) -> object:
+        """A keyword argument's value: a number, ``True``, ``False`` or a list of integers."""
+        tok = self.tok
+        if tok.kind == "name" and tok.text in ("True", "False"):
+            self.take()
+            return tok.text == "True"
+        if self.at("["):
+            self.take()
+            values = [self.integer()]
+            while self.at(","):
+                self.take()
+                values.append(self.integer())
+            self.take("]")
+            return tuple(values)
+        sign = 1
+        if self.at("-"):
+            self.take()
+            sign = -1
+        tok = self.tok
+        if tok.kind != "num":
+            raise _SyntaxError(
+                "a keyword argument must be a constant",
+                tok.pos,
+                "write a number, True, False or a list of integers such as [2, 1]",
+            )
+        self.take()
+        digits = tok.text.replace("_", "")
+        if digits.isdigit():
+            return sign * int(digits)
+        try:
+            value = float(digits)
+        except ValueError:
+            raise _SyntaxError(f"bad number {tok.text!r}", tok.pos, "write numbers like 2, 0.5 or 1e-3") from None
+        if not math.isfinite(value):
+            raise _SyntaxError(f"number {tok.text} is out of range", tok.pos, "numbers must be finite")
+        return sign * value
 
 
 def parse(text: str) -> Node:
@@ -324,39 +458,48 @@ def infer_shapes(node: Node, shapes: Mapping[str, Shape], text: str | None = Non
     args = tuple(infer_shapes(a, shapes, text) for a in node.args)
     op = OPS[node.op]
     try:
-        if node.op == "index":
-            shape = op.shape(args[0].shape, node.value)
-        else:
-            shape = op.shape(*(a.shape for a in args))
+        shape = op.shape(*(a.shape for a in args), **op.bind(node.attrs))
     except ShapeError as err:
         raise ModelError(
             f"shape error: {err}", fix="check the shapes of the operands", text=text, offset=node.pos
         ) from None
-    return Node(node.op, args, node.value, node.pos, node.text, shape)
+    return Node(node.op, args, node.value, node.pos, node.text, shape, node.attrs)
 
 
-_INFIX = {"add": ("+", 1), "sub": ("-", 1), "mul": ("*", 2), "div": ("/", 2), "matmul": ("@", 2), "pow": ("**", 4)}
+def _constant_text(value: object) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return repr(value)
 
 
 def unparse(node: Node, outer: int = 0) -> str:
-    """Expression text for ``node`` (for messages), with only the parentheses it needs."""
+    """Expression text for ``node`` (for messages), with only the parentheses it needs.
+
+    Operators print with their entry's symbol and precedence; a call prints
+    its keyword arguments as given (``f(x, slope=0.1)``).
+    """
     if node.op == "num":
         return node.text
     if node.op == "name":
         return str(node.value)
-    if node.op in _INFIX:
-        sym, prec = _INFIX[node.op]
-        right_prec = prec + 1 if node.op in ("sub", "div", "matmul") else prec
-        if node.op == "pow":
-            text = f"{unparse(node.args[0], prec + 1)}{sym}{unparse(node.args[1], 3)}"
-        else:
-            text = f"{unparse(node.args[0], prec)} {sym} {unparse(node.args[1], right_prec)}"
+    op = OPS[node.op]
+    prec = op.precedence
+    if op.notation == "infix" and op.right:
+        # the base is a postfix expression, the exponent a unary one (see the grammar)
+        unary = min((o.precedence for o in OPS.values() if o.notation == "prefix"), default=prec)
+        text = f"{unparse(node.args[0], prec + 1)}{op.symbol}{unparse(node.args[1], unary)}"
         return f"({text})" if prec < outer else text
-    if node.op == "neg":
-        text = f"-{unparse(node.args[0], 3)}"
-        return f"({text})" if 3 < outer else text
-    if node.op == "T":
-        return f"{unparse(node.args[0], 5)}.T"
-    if node.op == "index":
-        return f"{unparse(node.args[0], 5)}[{', '.join(map(str, node.value))}]"  # type: ignore[call-overload]
-    return f"{node.op}({', '.join(unparse(a) for a in node.args)})"
+    if op.notation == "infix":
+        right_prec = prec if op.associative else prec + 1
+        text = f"{unparse(node.args[0], prec)} {op.symbol} {unparse(node.args[1], right_prec)}"
+        return f"({text})" if prec < outer else text
+    if op.notation == "prefix":
+        text = f"{op.symbol}{unparse(node.args[0], prec)}"
+        return f"({text})" if prec < outer else text
+    if op.notation == "postfix":
+        return f"{unparse(node.args[0], prec)}{op.symbol}"
+    if op.notation == "index":
+        index = dict(node.attrs).get("index", node.value)
+        return f"{unparse(node.args[0], prec)}[{', '.join(map(str, index))}]"  # type: ignore[call-overload]
+    parts = [unparse(a) for a in node.args] + [f"{k}={_constant_text(v)}" for k, v in node.attrs]
+    return f"{node.op}({', '.join(parts)})"

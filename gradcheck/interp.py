@@ -1,9 +1,16 @@
 """One interpreter of the IR for every backend.
 
 ``evaluate`` walks a model's entries in order and applies each op's form for
-the chosen backend (``"numpy"``, ``"torch"`` or ``"sympy"``) from the op table.
-It knows nothing about any op: elementwise arguments are aligned here (see
+the chosen backend (``"numpy"``, ``"torch"``, ``"sympy"`` or ``"mpmath"``)
+from the op table, with the node's attributes (``Op.bind``). It knows nothing
+about any op: elementwise arguments are aligned here (see
 :func:`gradcheck.ops.align`), everything else is the table's business.
+
+The ``"mpmath"`` backend (``mod`` is the ``mpmath`` module) takes mpmath
+numbers or NumPy object arrays of them, batch axes first as for NumPy, and
+evaluates at the caller's ``mpmath.mp.dps``; literals are read from their
+text at that precision. A value that is undefined or infinite becomes
+``mpmath.nan`` element by element (so per sample), and stays nan.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .expr import Node
-from .ops import CONSTANTS, OPS, align
+from .layout import align
+from .ops import CONSTANTS, OPS
 
 Visit = Callable[[Node, list[Any]], None]
 
@@ -22,19 +30,24 @@ def number(node: Node, backend: str, mod: Any) -> Any:
     digits = node.text.replace("_", "")
     if backend == "sympy":
         return mod.Integer(digits) if digits.isdigit() else mod.Rational(digits)
+    if backend == "mpmath":
+        return mod.mpf(digits)
     return int(digits) if digits.isdigit() else float(node.value)  # type: ignore[arg-type]
 
 
 def constant(name: str, backend: str, mod: Any) -> Any:
     if backend == "sympy":
         return {"pi": mod.pi, "e": mod.E}[name]
+    if backend == "mpmath":
+        return mod.mpf({"pi": mod.pi, "e": mod.e}[name])
     return CONSTANTS[name]
 
 
 def apply(node: Node, args: list[Any], backend: str, mod: Any, visit: Visit | None = None) -> Any:
     """Apply ``node``'s op to already evaluated operands."""
     op = OPS[node.op]
-    if backend != "sympy" and not any(hasattr(a, "shape") for a in args):
+    attrs = op.bind(node.attrs)
+    if backend in ("numpy", "torch") and not any(hasattr(a, "shape") for a in args):
         # Only numbers (e.g. ``exp(2)``): compute in float64 and hand back a Python float,
         # which combines with tensors of any dtype without promoting them.
         import numpy as np
@@ -50,11 +63,11 @@ def apply(node: Node, args: list[Any], backend: str, mod: Any, visit: Visit | No
             visit(node, aligned)
         if backend == "torch" and not any(isinstance(a, mod.Tensor) for a in aligned):
             # only constant operands (``sin(1)``): torch functions want tensors, so fold in float64
-            return form(mod, *[mod.as_tensor(a, dtype=mod.float64) for a in aligned]).item()
-        return form(mod, *aligned)
+            return form(mod, *[mod.as_tensor(a, dtype=mod.float64) for a in aligned], **attrs).item()
+        return form(mod, *aligned, **attrs)
     if visit is not None:
         visit(node, args)
-    return form(mod, args, [a.shape for a in node.args], node.value)
+    return form(mod, args, [a.shape for a in node.args], **attrs)
 
 
 def run(

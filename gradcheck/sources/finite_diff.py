@@ -42,7 +42,7 @@ import numpy as np
 
 from .. import interp, perturb
 from ..model import Model
-from ..ops import NOT_ANALYTIC, OPS
+from ..ops import OPS
 from . import Gradients
 
 #: Largest number of float values one chunk of perturbations may hold.
@@ -179,7 +179,7 @@ def _evaluate_offsets(
 def analytic(model: Model) -> bool:
     """True when every function the loss uses is analytic (the complex step applies)."""
     for name, node in model.entries.items():
-        if any(n.op in NOT_ANALYTIC for n in node.walk()):
+        if any(n.op in OPS and not OPS[n.op].analytic for n in node.walk()):
             return False
         if name == model.loss:
             break

@@ -1,0 +1,252 @@
+"""The incremental (perturbation) rules of the op table, and the values they work on.
+
+A finite difference moves one element of one parameter; :mod:`gradcheck.perturb`
+carries each such perturbation through the model as the one position it
+changes. The values (:class:`Sparse`, :class:`Batched`), the context and the
+rules live here so that each op entry in :mod:`gradcheck.ops` can hold its own
+rule (``Op.incremental``) while this module imports nothing that imports the
+op table (no import cycle: ``ops -> incremental -> layout``).
+
+A rule is ``rule(op, node, args, base, ctx)``: ``op`` is the op's entry,
+``node`` the IR node (its ``attrs`` and operand shapes), ``args`` the
+operands (:class:`Sparse` or plain, never :class:`Batched`), ``base`` the
+unperturbed result. It returns the perturbed value, or ``None`` to decline:
+the caller then evaluates the op plainly on the densified batch (correct,
+just not cheaper). A rule must decline every case it does not handle,
+attributes included, so it can never be silently wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .layout import align
+
+Value = Any
+Rule = Callable[[Any, Any, list[Value], Any, "Context"], Value]
+
+
+@dataclass
+class Sparse:
+    """``base`` with one position changed per perturbation row.
+
+    ``base`` has the value's batch axes (samples, or none) then its
+    per-sample shape ``shape``; ``pos`` is ``(M,)`` flat positions into
+    ``shape``; ``vals`` is ``(M,)`` or ``(M, samples)``.
+    """
+
+    base: np.ndarray
+    shape: tuple[int, ...]
+    pos: np.ndarray
+    vals: np.ndarray
+
+    def old(self) -> np.ndarray:
+        """The unperturbed values at ``pos``."""
+        return gather(self.base, self.shape, self.pos)
+
+
+@dataclass
+class Batched:
+    """A plain array with a leading axis of perturbation rows, then the sample axis (if any)."""
+
+    array: np.ndarray
+
+
+class TooDense(Exception):
+    """Falling back to the plain evaluation would hold more values than allowed at once."""
+
+
+@dataclass
+class Context:
+    rows: int
+    samples: bool  # the model has data: batched arrays keep a sample axis (of 1 or N)
+    max_values: int | None = None
+    flips: np.ndarray | None = None  # per row: a kinked function crossed its kink (when tracked)
+
+    def crossed(self, kink: Callable[..., Any] | None, new: list[Any], old: list[Any]) -> None:
+        """Mark rows where the kink quantity ``kink`` changes sign from a nonzero unperturbed sign.
+
+        ``new`` are the operands per row (``(M, ...)``), ``old`` the unperturbed
+        operands, broadcastable against them.
+        """
+        if self.flips is None or kink is None:
+            return
+        before = np.sign(np.asarray(kink(np, *old)))
+        after = np.sign(np.asarray(kink(np, *new)))
+        before, after = np.broadcast_arrays(before, after)
+        moved = (before != 0) & (after != before)
+        self.flips |= moved.reshape(self.rows, -1).any(axis=1) if moved.ndim else bool(moved)
+
+    def batched(self, arr: Any, shape: tuple[int, ...]) -> Batched:
+        """``(M,) [+ samples] + shape``, with a unit sample axis where the model has data."""
+        arr = np.asarray(arr)
+        if self.samples and arr.ndim == 1 + len(shape):
+            arr = arr.reshape(arr.shape[:1] + (1,) + arr.shape[1:])
+        return Batched(arr)
+
+
+def gather(arr: Any, shape: tuple[int, ...], pos: np.ndarray) -> np.ndarray:
+    """``arr`` (batch + ``shape``) at flat per-sample positions ``pos``: ``(M,) + batch``."""
+    arr = np.asarray(arr)
+    batch = tuple(arr.shape[: arr.ndim - len(shape)])
+    flat = np.broadcast_to(arr, batch + shape).reshape(batch + (-1,))
+    return np.moveaxis(flat[..., pos], -1, 0)
+
+
+def _pair(*parts: Any) -> list[Any]:
+    """Line up ``(M,)`` and ``(M, samples)`` arrays (Python numbers pass through)."""
+    width = max((p.ndim for p in parts if isinstance(p, np.ndarray)), default=0)
+    return [p.reshape(p.shape + (1,) * (width - p.ndim)) if isinstance(p, np.ndarray) and p.ndim else p for p in parts]
+
+
+def densify(value: Sparse, ctx: Context) -> np.ndarray:
+    """The plain batched array ``(M,) [+ samples] + shape`` of a :class:`Sparse` value."""
+    base = np.asarray(value.base)
+    batch = tuple(base.shape[: base.ndim - len(value.shape)])
+    vals = np.asarray(value.vals)
+    full_batch = tuple(np.broadcast_shapes(batch, vals.shape[1:]))
+    if ctx.samples and not full_batch:
+        full_batch = (1,)
+    size = int(np.prod(value.shape, dtype=np.int64))
+    if ctx.max_values is not None and ctx.rows * size * int(np.prod(full_batch, dtype=np.int64)) > ctx.max_values:
+        raise TooDense
+    full = np.broadcast_to(base, full_batch + value.shape).reshape(full_batch + (size,))
+    full = np.broadcast_to(full, (ctx.rows,) + full.shape).astype(np.result_type(base, vals))
+    index = np.broadcast_to(value.pos.reshape((-1,) + (1,) * (len(full_batch) + 1)), full.shape[:-1] + (1,))
+    vals = vals.reshape(vals.shape + (1,) * (1 + len(full_batch) - vals.ndim))
+    np.put_along_axis(full, index, np.broadcast_to(vals, full.shape[:-1])[..., None], axis=-1)
+    return full.reshape((ctx.rows,) + full_batch + value.shape)
+
+
+# --- the rules --------------------------------------------------------------
+
+
+def elementwise(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """Any elementwise op on the changed positions only, when every perturbed operand changes the same one.
+
+    Uses the op's own NumPy form (with the node's attributes), so it holds for
+    every elementwise op, registered ones included.
+    """
+    shape = tuple(node.shape)
+    sparse = [a for a in args if isinstance(a, Sparse)]
+    if any(a.shape != shape for a in sparse):
+        return None
+    pos = sparse[0].pos
+    if any(a.pos is not pos and not np.array_equal(a.pos, pos) for a in sparse[1:]):
+        return None
+    parts, olds = [], []
+    for a, n in zip(args, node.args):
+        if isinstance(a, Sparse):
+            parts.append(a.vals)
+            olds.append(a.old())
+        elif isinstance(a, np.ndarray) and a.ndim:
+            aligned = np.asarray(align(a, len(n.shape), len(shape)))
+            batch = tuple(aligned.shape[: aligned.ndim - len(shape)])
+            parts.append(
+                gather(
+                    np.broadcast_to(aligned, batch + tuple(np.broadcast_shapes(aligned.shape[len(batch) :], shape))),
+                    shape,
+                    pos,
+                )
+            )
+            olds.append(parts[-1])
+        else:
+            parts.append(a)
+            olds.append(a)
+    parts = _pair(*parts)
+    ctx.crossed(op.kink, parts, _pair(*olds))
+    vals = op.numpy(np, *parts, **op.bind(node.attrs))
+    return Sparse(np.asarray(base), shape, pos, np.asarray(vals))
+
+
+def _changed_total(node: Any, args: list[Value], base: Any, ctx: Context, divide: bool) -> Value:
+    if node.attrs:  # an axis= or keepdims= (not handled here): evaluate densely
+        return None
+    (a,) = args
+    total = np.asarray(base)
+    change = a.vals - a.old()
+    if divide:
+        change = change / max(1, int(np.prod(a.shape, dtype=np.int64)))
+    return _plus(total, change, ctx)
+
+
+def changed_sum(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """``sum`` of all elements of a perturbed value: the old total plus the one change."""
+    return _changed_total(node, args, base, ctx, divide=False)
+
+
+def changed_mean(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """``mean`` of all elements of a perturbed value: the old mean plus the change over the size."""
+    return _changed_total(node, args, base, ctx, divide=True)
+
+
+def dot(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """``dot`` of a perturbed vector with an unperturbed one: the old dot plus change times factor."""
+    if node.attrs:
+        return None
+    a, b = args
+    if isinstance(a, Sparse) == isinstance(b, Sparse):
+        return None
+    moved, other = (a, b) if isinstance(a, Sparse) else (b, a)
+    total = np.asarray(base)
+    change, factor = _pair(moved.vals - moved.old(), gather(other, moved.shape, moved.pos))
+    return _plus(total, change * factor, ctx)
+
+
+def matvec(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """``W @ x`` or ``x @ W`` with the matrix perturbed and the vector not: one output changes."""
+    if node.attrs:
+        return None
+    a, b = args
+    ra, rb = len(node.args[0].shape), len(node.args[1].shape)
+    if isinstance(a, Sparse) and not isinstance(b, Sparse) and (ra, rb) == (2, 1):
+        moved, cols = a, a.shape[1]
+        out_pos, factor = a.pos // cols, gather(b, (cols,), a.pos % cols)
+    elif isinstance(b, Sparse) and not isinstance(a, Sparse) and (ra, rb) == (1, 2):
+        moved, cols = b, b.shape[1]
+        out_pos, factor = b.pos % cols, gather(a, (b.shape[0],), b.pos // cols)
+    else:
+        return None
+    base = np.asarray(base)
+    old_out, change, factor = _pair(gather(base, tuple(node.shape), out_pos), moved.vals - moved.old(), factor)
+    return Sparse(base, tuple(node.shape), out_pos, old_out + change * factor)
+
+
+def transpose(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """``.T`` moves the changed position."""
+    if node.attrs:
+        return None
+    (a,) = args
+    base = np.asarray(base)
+    if len(a.shape) < 2:
+        return Sparse(base, a.shape, a.pos, a.vals)
+    rows, cols = a.shape
+    return Sparse(base, tuple(node.shape), (a.pos % cols) * rows + a.pos // cols, a.vals)
+
+
+def index(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """``v[i]``: rows whose change falls inside the selected block keep it, the others read the old value."""
+    attrs = dict(node.attrs)
+    if set(attrs) != {"index"}:
+        return None
+    (a,) = args
+    base = np.asarray(base)
+    at = tuple(int(i) % s for i, s in zip(attrs["index"], a.shape))
+    rest = a.shape[len(at) :]
+    size = int(np.prod(rest, dtype=np.int64))
+    start = int(np.ravel_multi_index(at + (0,) * len(rest), a.shape))
+    inside = (a.pos >= start) & (a.pos < start + size)
+    pos = np.where(inside, a.pos - start, 0)
+    vals, unchanged = _pair(a.vals, gather(base, rest, pos))
+    mask = inside.reshape((-1,) + (1,) * (vals.ndim - 1))
+    return Sparse(base, rest, pos, np.where(mask, vals, unchanged))
+
+
+def _plus(total: np.ndarray, change: np.ndarray, ctx: Context) -> Batched:
+    """A reduction's old ``total`` (batch) plus each row's ``change``: a scalar per sample, batched."""
+    total, change = _pair(np.asarray(total)[None, ...] if np.ndim(total) else np.asarray(total), change)
+    return ctx.batched(total + change, ())
