@@ -27,6 +27,7 @@ from typing import Any as _Any
 from .compare import Tolerance
 from .errors import ModelError
 from .model import Model, load, loads
+from .ops import register_function
 from .report import Report
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "check",
     "load",
     "loads",
+    "register_function",
     "train",
 ]
 __version__ = "0.1.0"

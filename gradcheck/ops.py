@@ -62,6 +62,7 @@ __all__ = [
     "index_shape",
     "markdown_table",
     "register_function",
+    "replace_table",
 ]
 
 
@@ -687,6 +688,20 @@ def markdown_table() -> str:
         if op.call and op.builtin:
             lines.append(f"| `{op.signature()}` | {op.doc} | {op.kink_doc or '—'} |")
     return "\n".join(lines) + "\n"
+
+
+def replace_table(text: str) -> str:
+    """``text`` (docs/model-file.md) with the part between the table's markers regenerated.
+
+    Regenerate the docs with::
+
+        python -c "import pathlib, gradcheck.ops as o; p = pathlib.Path('docs/model-file.md'); p.write_text(o.replace_table(p.read_text()))"
+    """
+    head, begin, rest = text.partition(TABLE_BEGIN)
+    _, end, tail = rest.partition(TABLE_END)
+    if not begin or not end:
+        raise ValueError("the functions table's markers are missing")
+    return f"{head}{TABLE_BEGIN}\n{markdown_table()}{TABLE_END}{tail}"
 
 
 # --- functions added from Python -----------------------------------------

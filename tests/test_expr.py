@@ -117,3 +117,108 @@ def test_shape_errors(text, message):
     shapes = {"W": (2, 3), "x": (3,), "y": (2,), "s": ()}
     with pytest.raises(ModelError, match=message):
         infer_shapes(parse(text), shapes, text)
+
+
+# --- keyword arguments (attributes) ------------------------------------------
+# No built-in function takes attributes yet: a test-local op entry exercises the mechanism.
+
+
+@pytest.fixture
+def scaled():
+    """``scaled(x, k=1.0, flip=False, axes=None)``: ``k * x`` (``-k * x`` with flip), added for one test."""
+    from gradcheck import ops
+
+    def form(x, k, flip, axes):
+        return -k * x if flip else k * x
+
+    op = ops.Op(
+        "scaled",
+        1,
+        "elementwise",
+        lambda N, x, **a: form(x, **a),
+        lambda T, x, **a: form(x, **a),
+        lambda S, x, **a: form(x, **a),
+        lambda M, x, **a: form(x, **{**a, "k": M.mpf(a["k"])}),
+        lambda *shapes, **a: ops.broadcast(*shapes),
+        "k times x",
+        incremental=ops.OPS["exp"].incremental,
+        attrs=(
+            ops.Attr("k", 1.0, ("float",)),
+            ops.Attr("flip", False, ("bool",)),
+            ops.Attr("axes", None, ("int", "ints")),
+        ),
+        builtin=False,
+    )
+    ops.OPS["scaled"] = ops.FUNCTIONS["scaled"] = op
+    yield op
+    del ops.OPS["scaled"], ops.FUNCTIONS["scaled"]
+
+
+@pytest.mark.parametrize(
+    ("text", "attrs", "shown"),
+    [
+        ("scaled(x)", (), "scaled(x)"),
+        ("scaled(x, k=2)", (("k", 2.0),), "scaled(x, k=2.0)"),
+        ("scaled(x,k=-1.5e-3)", (("k", -1.5e-3),), "scaled(x, k=-0.0015)"),
+        ("scaled(x, flip=True, k=3)", (("flip", True), ("k", 3.0)), "scaled(x, flip=True, k=3.0)"),
+        ("scaled(x, axes=[2, -1, 0])", (("axes", (2, -1, 0)),), "scaled(x, axes=[2, -1, 0])"),
+        ("scaled(x, axes=-1)", (("axes", -1),), "scaled(x, axes=-1)"),
+    ],
+)
+def test_keyword_arguments_are_stored_and_printed(scaled, text, attrs, shown):
+    node = parse(text)
+    assert node.op == "scaled"
+    assert node.attrs == attrs
+    assert unparse(node) == shown
+    assert parse(unparse(node)).attrs == attrs
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "offset"),
+    [
+        (
+            "scaled(x, kk=2)",
+            r"scaled\(\) got an unknown keyword argument 'kk' — did you mean 'k'\? scaled\(\) takes k=, flip=, axes=",
+            10,
+        ),
+        ("scaled(x, zzz=2)", r"unknown keyword argument 'zzz' — scaled\(\) takes k=, flip=, axes=", 10),
+        ("scaled(x, flip=2)", r"scaled\(\): flip= takes True or False, got 2", 15),
+        ("scaled(x, k=[1, 2])", r"k= takes a number, got \[1, 2\]", 12),
+        ("scaled(x, k=True)", r"k= takes a number, got True", 12),
+        ("scaled(x, axes=1.5)", r"axes= takes an integer or a list of integers, got 1.5", 15),
+        ("scaled(x, k=x)", r"a keyword argument must be a constant", 12),
+        ("scaled(x, k=1, k=2)", r"scaled\(\) got k= twice", 15),
+        ("scaled(k=1, x)", r"a positional argument follows a keyword argument", 12),
+        ("exp(x, k=1)", r"exp\(\) got an unknown keyword argument 'k' — exp\(\) takes no keyword arguments", 7),
+    ],
+)
+def test_keyword_errors_name_the_position(scaled, text, message, offset):
+    with pytest.raises(ModelError, match=message) as info:
+        parse(text)
+    assert info.value.offset == offset
+
+
+def test_keyword_attributes_reach_every_source(scaled):
+    import numpy as np
+
+    import gradcheck as gc
+    from gradcheck.sources.exact import per_sample_losses
+
+    model = gc.Model.from_dict(
+        {
+            "params": {"w": [0.5, -2.0]},
+            "data": {"x": [1.0, 3.0]},
+            "model": {"loss": "sum(scaled(w * x, k=2.5, flip=True))"},
+        }
+    )
+    report = gc.check(model)
+    assert report.status == "agree", report.table()
+    for src, values in report.points[0].gradients["w"].values.items():
+        np.testing.assert_allclose(values, [-2.5 * 2.0, -2.5 * 2.0], rtol=1e-12, err_msg=src)
+    np.testing.assert_allclose(per_sample_losses(model, model.param_values()), [3.75, 11.25], rtol=1e-15)
+
+
+def test_equals_signs_outside_calls_are_refused():
+    with pytest.raises(ModelError, match="unexpected '='") as info:
+        parse("x = 1")
+    assert info.value.offset == 2

@@ -183,3 +183,37 @@ def test_constants_pi_and_e():
     report = gc.check(model)
     assert report.status == "agree"
     assert _grad(report, "a")["symbolic"] == pytest.approx(math.pi * math.cos(math.pi * 0.5) * math.e, abs=1e-15)
+
+
+def test_docs_table_is_generated_from_the_entries():
+    """docs/model-file.md holds exactly ``ops.markdown_table()`` between its markers.
+
+    Regenerate: python -c "import pathlib, gradcheck.ops as o; p = pathlib.Path('docs/model-file.md'); p.write_text(o.replace_table(p.read_text()))"
+    """
+    from pathlib import Path
+
+    from gradcheck import ops
+
+    text = (Path(__file__).parent.parent / "docs" / "model-file.md").read_text(encoding="utf-8")
+    _, _, rest = text.partition(ops.TABLE_BEGIN + "\n")
+    table, found, _ = rest.partition(ops.TABLE_END)
+    assert found, "markers missing"
+    assert table == ops.markdown_table()
+    for name in FUNCTIONS:
+        assert f"| `{name}(" in table
+    assert ops.replace_table(text) == text
+
+
+def test_every_entry_is_complete():
+    from gradcheck import ops
+
+    for name, op in OPS.items():
+        assert op.name == name
+        for form in (op.numpy, op.torch, op.sympy, op.mpmath, op.shape):
+            assert callable(form), name
+        assert op.incremental == ops.DENSE or callable(op.incremental), name
+        assert op.doc, name
+        assert (op.kink is None) == (op.kink_doc == ""), name
+        assert op.call or op.symbol, name
+        if op.kink is not None:
+            assert not op.analytic, name  # a kink is not analytic: no complex step across it

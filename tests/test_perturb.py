@@ -155,3 +155,21 @@ def test_kink_crossings_on_random_models(spec):
         params = {key: np.asarray(v) for key, v in point.items()}
         got = perturb.crossings(model, params, name, idx, vals, "float64")
         np.testing.assert_array_equal(got, plain_crossings(model, point, name, idx, vals, "float64"))
+
+
+def test_reduction_rules_decline_attributes_they_do_not_handle():
+    """A future ``sum(v, axis=0)`` must be evaluated densely, never by the all-elements rule."""
+    from gradcheck import incremental
+    from gradcheck.expr import Node, infer_shapes, parse
+    from gradcheck.ops import OPS
+
+    sparse = incremental.Sparse(np.arange(3.0), (3,), np.array([0, 2]), np.array([5.0, 7.0]))
+    ctx = incremental.Context(2, False)
+    for name, want in (("sum", [8.0, 8.0]), ("mean", [8.0 / 3, 8.0 / 3])):
+        op = OPS[name]
+        node = infer_shapes(parse(f"{name}(v)"), {"v": (3,)})
+        base = np.float64(3.0 if name == "sum" else 1.0)
+        out = op.incremental(op, node, [sparse], base, ctx)
+        np.testing.assert_allclose(out.array, want)
+        with_axis = Node(node.op, node.args, node.value, node.pos, node.text, node.shape, (("axis", 0),))
+        assert op.incremental(op, with_axis, [sparse], base, ctx) is None

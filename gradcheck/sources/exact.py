@@ -1,0 +1,57 @@
+"""The exact per-sample loss, decided on the expression as written.
+
+SymPy simplifies as it builds: ``0*log(s)`` becomes ``0``, so an exact loss
+taken from SymPy's form is defined at ``s = 0`` where the model, as written,
+is not (``log(0)`` is undefined whatever multiplies it). This module
+evaluates the IR itself with the ``"mpmath"`` backend of
+:mod:`gradcheck.interp` at :data:`gradcheck.sources.symbolic.DPS` digits: every
+op's mpmath form turns an undefined or infinite value into nan element by
+element, and nan stays nan, so the answer is per sample.
+
+Deciding whether the data's rounding makes the loss doubtful is the
+caller's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .. import interp
+from ..model import Model
+from .symbolic import DPS
+
+
+def _exact(mpmath: Any, value: Any) -> Any:
+    """A float64 array (or number) as mpmath numbers, exactly (an object array keeps its shape)."""
+    arr = np.asarray(value, dtype=np.float64)
+    out = np.frompyfunc(mpmath.mpf, 1, 1)(arr)
+    return np.asarray(out, dtype=object) if arr.ndim else out
+
+
+def per_sample_losses(model: Model, point: Mapping[str, Any]) -> np.ndarray:
+    """One exact loss per sample (float64), nan where it is undefined or infinite.
+
+    ``point`` maps parameters to values (missing ones take the model's own);
+    the loss is evaluated on the IR in mpmath at ``DPS`` digits from the
+    float64 values of the parameters and the data. The result has
+    ``model.n_samples`` values (one when the model has no data).
+    """
+    import mpmath
+
+    with mpmath.workdps(DPS):
+        env: dict[str, Any] = {}
+        for name, p in model.params.items():
+            env[name] = _exact(mpmath, point[name] if name in point else p.value)
+        for name, column in model.data.items():
+            env[name] = _exact(mpmath, column)
+        values = interp.evaluate(model.entries, env, "mpmath", mpmath, until=model.loss)
+        loss = np.asarray(values[model.loss], dtype=object)
+        n = model.n_samples
+        loss = np.broadcast_to(loss.reshape(-1) if loss.ndim else loss, (n,))
+        out = np.empty(n, dtype=np.float64)
+        for i, v in enumerate(loss):
+            out[i] = float(v) if mpmath.isfinite(v) else np.nan
+    return out

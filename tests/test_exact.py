@@ -1,0 +1,73 @@
+"""The exact per-sample loss on the expression as written (mpmath on the IR)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gradcheck as gc
+from gradcheck import interp
+from gradcheck.sources.exact import per_sample_losses
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+
+
+def _scalar_model(expr: str) -> gc.Model:
+    return gc.Model.from_dict({"params": {"s": 1.0}, "model": {"loss": expr}})
+
+
+@pytest.mark.parametrize("expr", ["log(s)*0 + s", "(s - s)*log(s)"])
+def test_zero_times_undefined_is_undefined(expr):
+    # SymPy folds 0*log(s) to 0; the expression as written is undefined at s = 0.
+    model = _scalar_model(expr)
+    assert np.isnan(per_sample_losses(model, {"s": np.float64(0.0)})).all()
+    want = {"log(s)*0 + s": 2.5, "(s - s)*log(s)": 0.0}[expr]
+    got = per_sample_losses(model, {"s": np.float64(2.5)})
+    assert got.shape == (1,)
+    assert got[0] == want
+
+
+@pytest.mark.parametrize(
+    ("expr", "at"),
+    [
+        ("1 / s", 0.0),
+        ("sqrt(s)", -1.0),
+        ("asin(s)", 2.0),
+        ("s ** 0.5", -4.0),
+        ("exp(log(s))", 0.0),
+        ("atan2(s, s)", 0.0),
+    ],
+)
+def test_undefined_values_are_nan(expr, at):
+    assert np.isnan(per_sample_losses(_scalar_model(expr), {"s": np.float64(at)})).all()
+
+
+def test_no_overflow_in_exact_arithmetic():
+    # float64 overflows exp(800); the exact value is finite (and too big for float64: inf is not nan).
+    got = per_sample_losses(_scalar_model("exp(s) - exp(s) + 1"), {"s": np.float64(800.0)})
+    assert got.tolist() == [1.0]
+
+
+def test_undefined_is_per_sample():
+    model = gc.Model.from_dict(
+        {"params": {"w": 1.0}, "data": {"x": [2.0, 0.0, -1.0]}, "model": {"loss": "log(x) * 0 + w * x"}}
+    )
+    got = per_sample_losses(model, {"w": np.float64(3.0)})
+    assert np.isnan(got[1]) and np.isnan(got[2])
+    assert got[0] == 6.0
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_examples_match_float64(path):
+    model = gc.load(path)
+    point = model.param_values()
+    got = per_sample_losses(model, point)
+    env = {**point, **model.data}
+    with np.errstate(all="ignore"):
+        plain = interp.evaluate(model.entries, env, "numpy", np, until=model.loss)[model.loss]
+    want = np.broadcast_to(np.asarray(plain, dtype=np.float64).reshape(-1), (model.n_samples,))
+    assert got.shape == (model.n_samples,)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-300)
