@@ -290,11 +290,12 @@ def _judge_point(
     fd = found["finite_difference"]
     gradients = {}
     for name in model.params:
-        zeros = np.zeros(np.shape(sym.values[name]))  # a source without this gradient (a partial `expected`) says 0
+        shape = np.shape(sym.values[name])  # with the sample axis for reduction none
+        zeros = np.zeros(shape)  # a source without this gradient (a partial `expected`) says 0
         gradients[name] = _judge_entries(
             model,
             name,
-            model.params[name].shape,
+            shape,
             {src: np.asarray(res.values.get(name, zeros), dtype=np.float64) for src, res in found.items()},
             np.asarray(fd.errors[name]),
             sym.info["scale"][name],

@@ -72,9 +72,7 @@ class Kink:
         return f"{site.text} in {site.entry!r} is at its kink for {where}{more}: {sides}; {site.convention}"
 
 
-def _confirm(
-    sides: tuple[np.ndarray, np.ndarray, np.ndarray], sites: list[KinkSite], along: bool = False
-) -> Kink:
+def _confirm(sides: tuple[np.ndarray, np.ndarray, np.ndarray], sites: list[KinkSite], along: bool = False) -> Kink:
     """A :class:`Kink` from one-sided derivatives: the sides differ beyond their error."""
     left, right, err = sides
     scale = np.maximum(np.abs(left), np.abs(right))

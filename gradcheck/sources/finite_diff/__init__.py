@@ -54,10 +54,12 @@ __all__ = [
     "losses",
     "one_sided",
     "reduced",
+    "reduced_along",
     "sides",
     "start",
     "start_steps",
 ]
+
 
 def losses(model: Model, params: Mapping[str, np.ndarray], dtype: str) -> np.ndarray:
     """Per-sample losses; params may carry leading batch axes (before the sample axis)."""
@@ -78,6 +80,14 @@ def reduced(model: Model, params: Mapping[str, np.ndarray], dtype: str, batch: i
     if not model.data:
         return out[..., None] if model.reduction == "none" else out
     return reduce(model, out)
+
+
+def reduced_along(
+    model: Model, point: Mapping[str, np.ndarray], lines: Lines, line: np.ndarray, t: np.ndarray, dtype: str
+) -> np.ndarray:
+    """The reduced loss at ``point + t[m] * v_{line[m]}``: ``(M,)``, or ``(M, N)`` for ``reduction: none``."""
+    with np.errstate(all="ignore"):
+        return reduce(model, evaluate(model, point, lines, line, t, dtype).astype(np.float64))
 
 
 def analytic(model: Model) -> bool:
