@@ -19,7 +19,9 @@ both (:mod:`.lines`); on top of it, written once each:
 the reasons are in ``docs/how-it-works.md``. A parameter's lines are one
 batch, each carried as the one position it changes
 (:mod:`gradcheck.perturb`), so a parameter costs about one model
-evaluation. Nothing here touches SymPy or torch.
+evaluation. Nothing here touches SymPy or torch. The constants
+(:data:`CHUNK_VALUES`, :data:`LEVELS`, ...) are re-exported here for
+reading; each lives in the module that uses it (set it there).
 """
 
 from __future__ import annotations
