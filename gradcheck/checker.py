@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -198,65 +197,73 @@ def _judge_directions(
     sym = found["symbolic"]
     k = next(iter(vs.values())).shape[0]
     projected = {src: _project(model, res.values, vs) for src, res in found.items()}
-    fd_value, fd_error, _method = finite_diff.directional(model, point, vs, dtype)
-    projected["finite_difference"] = fd_value
+    projected["finite_difference"], fd_error, _method = finite_diff.directional(model, point, vs, dtype)
     # The scale of gradient . v: the per-sample magnitudes projected on |v|.
     scale = _project(model, sym.info["scale"], {n: np.abs(v) for n, v in vs.items()})
-    sites = _kinks.find_sites(model, point)
-    kink = None
-    if sites:
-        left, right, err = finite_diff.directional_one_sided(model, point, vs, "float64")
-        differs = np.abs(left - right) > 10 * err + 1e-9 * np.maximum(np.abs(left), np.abs(right))
-        kink = _kinks.Kink(left, right, err, differs, sites)
-    loss = np.asarray(sym.loss, dtype=np.float64)
+    kink = _kinks.find_along(model, point, vs)
     gradients = {}
     for j in range(k):
         name = f"direction[{j}]"
-        shape_here = (model.n_samples,) if model.reduction == "none" else ()
-        errors = np.asarray(fd_error[j], dtype=np.float64).copy()
-        verdicts = {}
-        for idx in np.ndindex(*shape_here):
-            values = {src: float(np.asarray(v[j])[idx]) for src, v in projected.items()}
-            one_kink = None
-            if kink is not None and bool(np.asarray(kink.differs[j])[idx]):
-                lft, rgt = float(np.asarray(kink.left[j])[idx]), float(np.asarray(kink.right[j])[idx])
-                one_kink = (lft, rgt, _direction_kink_note(kink, lft, rgt))
-            elif kink is not None:
-                middle = 0.5 * (float(np.asarray(kink.left[j])[idx]) + float(np.asarray(kink.right[j])[idx]))
-                widened = abs(values["finite_difference"] - middle) + float(np.asarray(kink.error[j])[idx])
-                errors[idx] = max(float(errors[idx]), widened)
-            loss_ok = bool(np.all(np.isfinite(loss[idx[0]] if model.reduction == "none" else loss)))
-            verdicts[idx] = compare.judge(
-                values,
-                scale=compare.element_scale(scale[j], idx),
-                fd_error=float(errors[idx]),
-                tol=tol,
-                exact_loss_finite=loss_ok,
-                kink=one_kink,
-            )
-        gradients[name] = GradientResult.combine(
+        gradients[name] = _judge_entries(
+            model,
             name,
             (),
-            per_sample=model.reduction == "none",
-            values={src: np.asarray(v[j], dtype=np.float64) for src, v in projected.items()},
-            fd_error=errors,
-            verdicts=verdicts,
+            {src: np.asarray(v[j], dtype=np.float64) for src, v in projected.items()},
+            np.asarray(fd_error[j], dtype=np.float64),
+            scale[j],
+            None if kink is None else kink.entry(j),
+            sym.loss,
+            tol,
         )
     return PointResult(params=point, loss=sym.loss, gradients=gradients)
 
 
-def _direction_kink_note(kink: Any, left: float, right: float) -> str:
-    site = kink.sites[0]
-    where = (
-        f"sample{'s' if len(site.samples) > 1 else ''} {', '.join(map(str, site.samples))}"
-        if site.samples
-        else "this point"
-    )
-    more = f" (and {len(kink.sites) - 1} more)" if len(kink.sites) > 1 else ""
-    return (
-        f"{site.text} in {site.entry!r} is at its kink for {where}{more}: "
-        f"left derivative along this direction {left:.10g}, right {right:.10g}; {site.convention}"
-    )
+def _judge_entries(
+    model: Model,
+    name: str,
+    shape: tuple[int, ...],
+    values: dict[str, np.ndarray],
+    fd_error: np.ndarray,
+    scale: Any,
+    kink: Any,
+    loss: Any,
+    tol: compare.Tolerance,
+) -> GradientResult:
+    """Verdicts on every entry of one gradient: a parameter's elements, or one direction's gradient . v.
+
+    ``values`` maps each source to its values (shape ``shape``, with a
+    leading sample axis for ``reduction: none``), ``fd_error`` the finite
+    differences' estimate, ``scale`` the per-sample magnitudes
+    (:func:`compare.element_scale`), ``kink`` the one-sided derivatives
+    (:class:`gradcheck.kinks.Kink`, indexed like the values) or ``None``.
+    Where the sides differ the entry is judged as a kink; where they agree
+    the point is smooth, but the central difference straddles a jump in the
+    second derivative, so its estimate is widened to cover the distance to
+    the sides' mean (the widened estimate is the one reported).
+    """
+    per_sample = model.reduction == "none"
+    errors = np.array(fd_error, dtype=np.float64)
+    loss = np.asarray(loss, dtype=np.float64)
+    verdicts = {}
+    for idx in np.ndindex(*np.shape(values["symbolic"])):
+        here = {src: float(np.asarray(v)[idx]) for src, v in values.items()}
+        one_kink = None
+        if kink is not None and bool(np.asarray(kink.differs)[idx]):
+            one_kink = (float(np.asarray(kink.left)[idx]), float(np.asarray(kink.right)[idx]), kink.note(idx))
+        elif kink is not None:
+            middle = 0.5 * (float(np.asarray(kink.left)[idx]) + float(np.asarray(kink.right)[idx]))
+            widened = abs(here["finite_difference"] - middle) + float(np.asarray(kink.error)[idx])
+            errors[idx] = max(float(errors[idx]), widened)
+        loss_ok = bool(np.all(np.isfinite(loss[idx[0]] if per_sample else loss)))
+        verdicts[idx] = compare.judge(
+            here,
+            scale=compare.element_scale(scale, idx),
+            fd_error=float(errors[idx]),
+            tol=tol,
+            exact_loss_finite=loss_ok,
+            kink=one_kink,
+        )
+    return GradientResult.combine(name, shape, per_sample=per_sample, values=values, fd_error=errors, verdicts=verdicts)
 
 
 def _against(model: Model, fn: Callable[..., Any], point: dict[str, np.ndarray], dtype: str, name: str) -> Any:
@@ -275,49 +282,26 @@ def _against(model: Model, fn: Callable[..., Any], point: dict[str, np.ndarray],
 def _judge_point(
     model: Model, point: dict[str, np.ndarray], found: dict[str, Any], tol: compare.Tolerance, dtype: str
 ) -> PointResult:
+    """Verdicts on every element of every parameter."""
     from . import kinks as _kinks
 
     sym = found["symbolic"]
     kinks = _kinks.find(model, point, dtype)
-    loss_ok = bool(np.all(np.isfinite(np.asarray(sym.loss, dtype=np.float64))))
     fd = found["finite_difference"]
     gradients = {}
     for name in model.params:
-        ref = sym.values[name]
-        shape = ref.shape
-        elems = {}
-        for idx in np.ndindex(*shape):
-            values = {src: float(np.asarray(res.values.get(name, np.zeros(shape)))[idx]) for src, res in found.items()}
-            kink = None
-            fd_error = float(fd.errors[name][idx])
-            k = kinks.get(name)
-            if k is not None and bool(np.asarray(k.differs)[idx]):
-                kink = (float(k.left[idx]), float(k.right[idx]), k.note(idx))
-            elif k is not None:
-                # Smooth, but at a kinked function's kink: the central difference straddles a
-                # jump in the second derivative, so its own estimate is not to be trusted.
-                middle = 0.5 * (float(k.left[idx]) + float(k.right[idx]))
-                fd_error = max(fd_error, abs(values["finite_difference"] - middle) + float(k.error[idx]))
-            sample_loss_ok = loss_ok
-            if model.reduction == "none":
-                sample_loss_ok = bool(math.isfinite(float(np.asarray(sym.loss)[idx[0]])))
-            elems[idx] = compare.judge(
-                values,
-                scale=compare.element_scale(sym.info["scale"][name], idx),
-                fd_error=fd_error,
-                tol=tol,
-                exact_loss_finite=sample_loss_ok,
-                kink=kink,
-            )
-        gradients[name] = GradientResult.combine(
+        shape = np.shape(sym.values[name])  # with the sample axis for reduction none
+        zeros = np.zeros(shape)  # a source without this gradient (a partial `expected`) says 0
+        gradients[name] = _judge_entries(
+            model,
             name,
             shape,
-            per_sample=model.reduction == "none",
-            values={
-                src: np.asarray(res.values[name], dtype=np.float64) for src, res in found.items() if name in res.values
-            },
-            fd_error=np.asarray(fd.errors[name]),
-            verdicts=elems,
+            {src: np.asarray(res.values.get(name, zeros), dtype=np.float64) for src, res in found.items()},
+            np.asarray(fd.errors[name]),
+            sym.info["scale"][name],
+            kinks.get(name),
+            sym.loss,
+            tol,
         )
     return PointResult(params=point, loss=sym.loss, gradients=gradients)
 

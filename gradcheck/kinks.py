@@ -36,27 +36,47 @@ class KinkSite:
 
 @dataclass
 class Kink:
-    """One-sided derivatives of one parameter at a confirmed kink."""
+    """One-sided derivatives at kink sites: of one parameter's elements, or along directions.
+
+    ``left``, ``right``, ``error`` and ``differs`` are shaped like the
+    gradient they belong to (per element, or per direction); ``along`` is
+    True for directions (the notes say so).
+    """
 
     left: np.ndarray
     right: np.ndarray
     error: np.ndarray
-    differs: np.ndarray  # True where the two sides differ (per element)
+    differs: np.ndarray  # True where the two sides differ
     sites: list[KinkSite] = field(default_factory=list)
+    along: bool = False
+
+    def entry(self, j: int) -> Kink:
+        """The sides of line ``j`` only (one direction)."""
+        return Kink(self.left[j], self.right[j], self.error[j], self.differs[j], self.sites, self.along)
 
     def note(self, index: tuple[int, ...] = ()) -> str:
         site = self.sites[0]
         where = (
-            f"sample{'s' if len(site.samples) > 1 else ''} {', '.join(map(str, site.samples))} (counting from 0)"
+            f"sample{'s' if len(site.samples) > 1 else ''} {', '.join(map(str, site.samples))}"
+            + ("" if self.along else " (counting from 0)")
             if site.samples
             else "this point"
         )
-        left, right = float(self.left[index]), float(self.right[index])
+        left, right = float(np.asarray(self.left)[index]), float(np.asarray(self.right)[index])
         more = f" (and {len(self.sites) - 1} more)" if len(self.sites) > 1 else ""
-        return (
-            f"{site.text} in {site.entry!r} is at its kink for {where}{more}: "
-            f"left derivative {left:.10g}, right derivative {right:.10g}; {site.convention}"
+        sides = (
+            f"left derivative along this direction {left:.10g}, right {right:.10g}"
+            if self.along
+            else f"left derivative {left:.10g}, right derivative {right:.10g}"
         )
+        return f"{site.text} in {site.entry!r} is at its kink for {where}{more}: {sides}; {site.convention}"
+
+
+def _confirm(sides: tuple[np.ndarray, np.ndarray, np.ndarray], sites: list[KinkSite], along: bool = False) -> Kink:
+    """A :class:`Kink` from one-sided derivatives: the sides differ beyond their error."""
+    left, right, err = sides
+    scale = np.maximum(np.abs(left), np.abs(right))
+    return Kink(left, right, err, np.abs(left - right) > 10 * err + 1e-9 * scale, sites, along)
 
 
 def _dependencies(model: Model) -> dict[str, set[str]]:
@@ -129,8 +149,19 @@ def find(model: Model, point: Mapping[str, np.ndarray], dtype: str) -> dict[str,
         mine = [s for s in sites if name in s.params]
         if not mine:
             continue
-        left, right, err = finite_diff.one_sided(model, point, name, "float64")
-        scale = np.maximum(np.abs(left), np.abs(right))
-        differs = np.abs(left - right) > 10 * err + 1e-9 * scale
-        out[name] = Kink(left, right, err, differs, mine)
+        out[name] = _confirm(finite_diff.one_sided(model, point, name, "float64"), mine)
     return out
+
+
+def find_along(model: Model, point: Mapping[str, np.ndarray], directions: Mapping[str, np.ndarray]) -> Kink | None:
+    """One-sided derivatives along each direction (parameter -> ``(K,) + shape``) when some kink site exists.
+
+    Arrays ``(K,)`` (``(K, N)`` for ``reduction: none``); ``None`` when no
+    kinked function sits on its kink at ``point``.
+    """
+    from .sources import finite_diff
+
+    sites = find_sites(model, point)
+    if not sites:
+        return None
+    return _confirm(finite_diff.sides(model, point, finite_diff.Lines.along(directions), "float64"), sites, along=True)

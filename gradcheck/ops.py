@@ -669,11 +669,6 @@ def _np_erf(x: Any) -> Any:
     return np.vectorize(math.erf, otypes=[x.dtype if hasattr(x, "dtype") else float])(x)
 
 
-#: Names of the built-in ops that are not analytic (the complex step does not apply).
-#: Derived from the entries (``Op.analytic`` is the truth; registered functions are not listed).
-NOT_ANALYTIC = frozenset(name for name, op in OPS.items() if not op.analytic)
-
-
 # --- the docs table -------------------------------------------------------
 
 #: The comments around the generated table in docs/model-file.md.

@@ -146,9 +146,9 @@ def step_curve(model: Any, report: Any, name: str, n_steps: int = N_STEPS) -> St
     info = finite_diff.gradients(model, point, dtype).info
     method = str(info.get("method", {}).get(name, "Richardson"))
     chosen = np.array([])
+    flat = int(np.ravel_multi_index(elem, param.shape)) if param.shape else 0
     if method != "complex step":
-        h0 = finite_diff.start_steps(model, point, name, dtype, param.domain)[0]
-        first = float(h0[int(np.ravel_multi_index(elem, param.shape)) if param.shape else 0])
+        first = float(finite_diff.start_steps(model, point, name, dtype).h0[flat])
         chosen = np.array([first / 2**j for j in range(finite_diff.LEVELS.get(dtype, 4))])
     h = np.logspace(math.log10(eps), 0, n_steps) * max(1.0, abs(p))
     if param.domain is not None:
@@ -161,10 +161,9 @@ def step_curve(model: Any, report: Any, name: str, n_steps: int = N_STEPS) -> St
     plus, minus, half_plus, half_minus = (
         (np.float64(p) + factor * h).astype(t).astype(np.float64) for factor in (1.0, -1.0, 0.5, -0.5)
     )
-    values = np.concatenate([plus, minus, half_plus, half_minus]) - p
-    offsets = np.zeros((values.size,) + param.shape)
-    offsets[(slice(None),) + elem] = values
-    f = finite_diff._evaluate_offsets(model, point, name, offsets, dtype)
+    steps = np.concatenate([plus, minus, half_plus, half_minus]) - p
+    lines = finite_diff.Lines.elements(model, name)
+    f = finite_diff.reduced_along(model, point, lines, np.full(steps.size, flat), steps, dtype)
     if per_sample:
         f = f[:, sample]
     f = f.reshape(4, -1)

@@ -145,3 +145,33 @@ def test_command_line_flag(capsys):
     with pytest.raises(SystemExit) as exit_:
         main([str(EXAMPLES / "linear.yaml"), "--directions", "x"])
     assert exit_.value.code == 2
+
+
+def test_float32_directions_are_evaluated_in_float32():
+    """Like the per-element check: float32 rounding shows, and the estimate covers it."""
+    model = gc.Model.from_dict(
+        {"params": {"w": 0.1, "b": 0.3}, "data": {"x": [1.0, 2.0]}, "model": {"loss": "exp(w * x + b)"}}
+    )
+    point = {k: np.asarray(v, dtype=np.float32).astype(np.float64) for k, v in model.param_values().items()}
+    vs = checker.random_directions(model, 3, 0)
+    value, error, method = finite_diff.directional(model, point, vs, "float32")
+    x = np.array([1.0, 2.0])
+    e = np.exp(point["w"] * x + point["b"])
+    exact = vs["w"] * np.mean(x * e) + vs["b"] * np.mean(e)
+    true = np.abs(value - exact)
+    assert method == "Richardson"
+    assert np.all(true <= error) and np.all(error <= 1e-3 * np.abs(exact))
+    assert np.all(true > 1e-12)  # it was not evaluated in float64
+
+
+def test_a_unit_direction_is_the_element_derivative():
+    """One machinery: the derivative along e_i equals the gradient's element i, with the same method."""
+    model = gc.load(EXAMPLES / "mlp.yaml")
+    point = model.param_values()
+    fd = finite_diff.gradients(model, point)
+    for name, p in model.params.items():
+        vs = {n: np.zeros((p.value.size,) + q.shape) for n, q in model.params.items()}
+        vs[name].reshape(p.value.size, -1)[np.arange(p.value.size), np.arange(p.value.size)] = 1.0
+        value, _error, method = finite_diff.directional(model, point, vs)
+        assert method == fd.info["method"][name]
+        np.testing.assert_allclose(value, fd.values[name].reshape(-1), rtol=1e-12, atol=1e-15)
