@@ -193,7 +193,7 @@ def test_no_module_evaluates_file_text():
     }
     # only --against / against= import code named by the user, never by a model file
     assert {name for name, _line in importers} <= {"custom.py"}
-    assert "yaml.SafeLoader" in (REPO / "gradcheck" / "model.py").read_text()
+    assert "class Loader(yaml.SafeLoader)" in (REPO / "gradcheck" / "yamlfile.py").read_text()
 
 
 CLI_PAYLOADS = [
