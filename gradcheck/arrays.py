@@ -23,6 +23,8 @@ class Fail(Protocol):
     def __call__(self, what: str, where: tuple[Any, ...], *, fix: str | None = None) -> Exception: ...
 
 
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
 #: The ``init:`` choices of a parameter given by shape.
 INITS = ("normal", "uniform", "zeros", "ones", "constant")
 
@@ -125,6 +127,8 @@ def first_problem(value: Any, where: tuple[Any, ...]) -> tuple[tuple[Any, ...], 
                 f"expected a list of {shape[depth]} numbers, got {short(v)}",
                 "every row must have the same length",
             )
+        elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > _FLOAT_MAX:
+            return at, "a number is too large for a float64", "numbers must lie within ±1.8e308"
         elif not is_number(v):
             fix = "write it without quotes" if isinstance(v, str) and _parses_as_float(v) else None
             return at, f"expected a number, got {short(v)}", fix

@@ -38,6 +38,10 @@ PER_VALUE = 0.005
 #: decimal digits): ``(1/3)**10**9`` would hang in C code no timer can stop.
 MAX_CONSTANT_BITS = 1_000_000
 
+#: Most random points a model file's ``check: {points: N}`` may ask for (each
+#: point is a whole check); ``--points`` and ``check(points=...)`` are not bounded.
+MAX_POINTS = 10_000
+
 #: Largest integer literal (in magnitude) an expression may hold: 2**53, the
 #: last whole number every float64 source holds exactly. Beyond it SymPy would
 #: compute with one number and torch/NumPy with another (or fail to convert

@@ -305,6 +305,12 @@ class _Builder:
         rtol = self.number(raw.get("rtol"), ("check", "rtol"), positive=True)
         atol = self.number(raw.get("atol"), ("check", "atol"), positive=True, zero=True)
         points = self.count(raw.get("points", 0), ("check", "points"))
+        if points > _limits.MAX_POINTS:
+            raise self.error(
+                f"{points} random points is more than the limit of {_limits.MAX_POINTS}",
+                ("check", "points"),
+                fix="ask for fewer, or pass --points N (or raise gradcheck.limits.MAX_POINTS)",
+            )
         seed = self.count(raw.get("seed", 0), ("check", "seed"))
         return CheckConfig(dtype, rtol, atol, points, seed)
 
@@ -398,8 +404,17 @@ class _Builder:
         domain = None
         if "domain" in spec:
             d = spec["domain"]
-            if not isinstance(d, list) or len(d) != 2 or not all(arrays.is_number(v) for v in d) or not d[0] < d[1]:
-                raise self.error(f"domain must be [low, high] with low < high, got {d!r}", where + ("domain",))
+            if (
+                not isinstance(d, list)
+                or len(d) != 2
+                or not all(arrays.is_number(v) and abs(v) < float("inf") for v in d)
+                or not d[0] < d[1]
+            ):
+                raise self.error(
+                    f"domain must be [low, high] with finite low < high, got {d!r}",
+                    where + ("domain",),
+                    fix="random points are drawn uniformly from the domain, so both ends must be finite",
+                )
             domain = (float(d[0]), float(d[1]))
         if "value" in spec and "init" not in spec:
             if "shape" in spec:

@@ -200,8 +200,8 @@ def test_sections_and_options(text, pattern):
         ("{shape: [2], sdt: 1.0}", r"params\.w\.sdt: unknown parameter option 'sdt' — did you mean 'std'\?"),
         ("{shape: [2], init: normal, std: x}", r"params\.w\.std: expected a number, got 'x'"),
         ("{value: 1.0, shape: [2]}", r"params\.w: give either `value` or `shape` with `init`, not both"),
-        ("{value: 1.0, domain: [2.0, 1.0]}", r"params\.w\.domain: domain must be \[low, high\] with low < high"),
-        ("{value: 1.0, domain: [0.0]}", r"domain must be \[low, high\] with low < high, got \[0\.0\]"),
+        ("{value: 1.0, domain: [2.0, 1.0]}", r"params\.w\.domain: domain must be \[low, high\] with finite low < high"),
+        ("{value: 1.0, domain: [0.0]}", r"domain must be \[low, high\] with finite low < high, got \[0\.0\]"),
         (
             "{value: 5.0, domain: [0.0, 1.0]}",
             r"params\.w: value lies outside its domain \[0\.0, 1\.0\] — move the value or the domain",
