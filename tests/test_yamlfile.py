@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 import gradcheck as gc
-from gradcheck import model
+from gradcheck import model, yamlfile
 from gradcheck.errors import ModelError
 
 BASE = """\
@@ -124,3 +125,69 @@ def test_file_errors(tmp_path, monkeypatch):
         gc.load(big)
     with pytest.raises(ModelError, match=r"model text is larger than 50 bytes"):
         gc.loads(BASE)
+
+
+# --- numbers as YAML 1.2 and JSON read them ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("5e-06", 5e-06),
+        ("1e3", 1000.0),
+        ("-2E+2", -200.0),
+        ("+.5e1", 5.0),
+        ("1.0e-3", 1e-3),
+        ("0.5", 0.5),
+        ("10", 10),
+        ("-3", -3),
+        ("1_000", 1000),
+        (".inf", float("inf")),
+    ],
+)
+def test_numbers(text, value):
+    doc, _ = yamlfile.parse(f"a: {text}\n", "m.yaml")
+    assert doc["a"] == value and type(doc["a"]) is type(value)
+
+
+@pytest.mark.parametrize("text", ["'1e-3'", '"5e-06"', "1e", "e3", "1e-3x", "1,5", "0x1p3"])
+def test_text_stays_text(text):
+    doc, _ = yamlfile.parse(f"a: {text}\n", "m.yaml")
+    assert isinstance(doc["a"], str)
+
+
+def test_the_global_safe_loader_is_left_as_it_is():
+    assert yaml.safe_load("a: 5e-06\n") == {"a": "5e-06"}  # PyYAML's own YAML 1.1 reading, for other code
+    assert yaml.load("a: 5e-06\n", Loader=yamlfile.Loader) == {"a": 5e-06}
+    assert issubclass(yamlfile.Loader, yaml.SafeLoader)
+
+
+def test_positions_of_nested_elements():
+    text = "params:\n  W:\n    - [1.0, 2.0]\n    - [3.0,   oops]\nmodel: {loss: sum(W)}\n"
+    doc, positions = yamlfile.parse(text, "m.yaml")
+    assert doc["params"]["W"][1][1] == "oops"
+    assert positions.line_col(("params", "W", 1, 1)) == (4, 15)
+    assert positions.line_col(("params", "W", 0)) == (3, 7)
+    assert positions.line_col(("params", "W", 7, 0)) == (3, 5)  # no such element: the nearest parent, the list
+    assert positions.line_col(("nowhere",)) == (1, 1)  # the document
+    assert yamlfile.Positions().line_col(("params",)) == (None, None)  # a dict has no positions
+    err = error(text)
+    assert (err.entry, err.line, err.col) == ("params.W[1][1]", 4, 15)
+    assert str(err).startswith("m.yaml:4:15: params.W[1][1]: expected a number, got 'oops'")
+
+
+def test_duplicate_keys_deep_inside_lists():
+    text = "params:\n  w: {value: [1.0], init: zeros, init: ones}\nmodel: {loss: sum(w)}\n"
+    with pytest.raises(ModelError, match=r"^m\.yaml:2:34: invalid YAML: duplicate key 'init' \(also at line 2;"):
+        gc.loads(text, path="m.yaml")
+    with pytest.raises(ModelError, match=r"^m\.yaml:1:14: invalid YAML: duplicate key 'a'"):
+        yamlfile.parse("- [1, {a: 1, a: 2}]\n", "m.yaml")
+
+
+def test_read_refuses_more_than_the_limit(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("x" * 100)
+    assert yamlfile.read(str(path), 100) == "x" * 100
+    with pytest.raises(ModelError, match=r"m\.yaml: file is 101 bytes, more than the limit of 100"):
+        path.write_text("x" * 101)
+        yamlfile.read(str(path), 100)
