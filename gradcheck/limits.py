@@ -4,8 +4,9 @@ Every limit, its default and how to raise it is listed in ``docs/limits.md``.
 The size limits live beside the code they guard (``gradcheck.model``:
 ``MAX_FILE_BYTES``, ``MAX_PARAM_VALUES``, ``MAX_DATA_VALUES``;
 ``gradcheck.expr``: ``MAX_LENGTH``, ``MAX_DEPTH``, ``MAX_TREE_DEPTH``); this
-module holds the rest: the time bound on symbolic work and the rules for
-constant subexpressions.
+module holds the rest: the time bound on symbolic work, the rules for
+constant subexpressions and integer literals, and the number of random
+points a file may ask for.
 """
 
 from __future__ import annotations
