@@ -22,8 +22,8 @@ model:
 """
 
 
-def error(text: str, path: str | None = "m.yaml") -> ModelError:
-    with pytest.raises(ModelError) as info:
+def error(text: str, match: str, path: str | None = "m.yaml") -> ModelError:
+    with pytest.raises(ModelError, match=match) as info:
         gc.loads(text, path=path)
     message = str(info.value)
     assert message and "Traceback" not in message
@@ -54,13 +54,13 @@ def caret_col(err: ModelError) -> int:
     ],
 )
 def test_line_col_in_yaml(entry, line, col):
-    err = error("params:\n  w: 1.0\nmodel:\n" + entry)
+    err = error("params:\n  w: 1.0\nmodel:\n" + entry, r"model\.loss: unknown name 'q'")
     assert (err.line, err.col) == (line, col), str(err)
     assert str(err).startswith(f"m.yaml:{line}:{col}: model.loss: unknown name 'q'")
 
 
 def test_block_scalar_caret_points_inside_text():
-    err = error("params:\n  w: 1.0\nmodel:\n  loss: |\n    w * q\n")
+    err = error("params:\n  w: 1.0\nmodel:\n  loss: |\n    w * q\n", r"unknown name 'q'")
     shown = str(err).splitlines()
     assert shown[-2] == "    w * q"  # a one-line block scalar keeps its caret
     assert caret_col(err) == 4
@@ -68,9 +68,9 @@ def test_block_scalar_caret_points_inside_text():
 
 def test_line_col_of_sections_and_values():
     text = "params:\n  w: 1.0\n  v: {shape: [2], init: nope}\nmodel:\n  loss: w\nreduction: avg\n"
-    err = error(text)
+    err = error(text, r"params\.v\.init: init must be one of")
     assert (err.line, err.col, err.entry) == (3, 25, "params.v.init")
-    err = error(text.replace("init: nope", "init: zeros"))
+    err = error(text.replace("init: nope", "init: zeros"), r"reduction: reduction must be one of")
     assert (err.line, err.col, err.entry) == (6, 12, "reduction")
 
 
@@ -171,7 +171,7 @@ def test_positions_of_nested_elements():
     assert positions.line_col(("params", "W", 7, 0)) == (3, 5)  # no such element: the nearest parent, the list
     assert positions.line_col(("nowhere",)) == (1, 1)  # the document
     assert yamlfile.Positions().line_col(("params",)) == (None, None)  # a dict has no positions
-    err = error(text)
+    err = error(text, r"params\.W\[1\]\[1\]: expected a number, got 'oops'")
     assert (err.entry, err.line, err.col) == ("params.W[1][1]", 4, 15)
     assert str(err).startswith("m.yaml:4:15: params.W[1][1]: expected a number, got 'oops'")
 
