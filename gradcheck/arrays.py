@@ -24,6 +24,7 @@ class Fail(Protocol):
 
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
+_PLAIN = {int, float}
 
 #: The ``init:`` choices of a parameter given by shape.
 INITS = ("normal", "uniform", "zeros", "ones", "constant")
@@ -118,6 +119,9 @@ def first_problem(value: Any, where: tuple[Any, ...]) -> tuple[tuple[Any, ...], 
                     "every row must have the same length",
                 )
             if (id(v), depth) in done:
+                continue
+            if depth == len(shape) - 1 and set(map(type, v)) <= _PLAIN and max(map(abs, v), default=0) <= _FLOAT_MAX:
+                done.add((id(v), depth))  # a row of plain numbers, checked in bulk (the common case)
                 continue
             done.add((id(v), depth))
             stack.extend((item, at + (i,), depth + 1) for i, item in reversed(list(enumerate(v))))
