@@ -4,8 +4,9 @@ Every limit, its default and how to raise it is listed in ``docs/limits.md``.
 The size limits live beside the code they guard (``gradcheck.model``:
 ``MAX_FILE_BYTES``, ``MAX_PARAM_VALUES``, ``MAX_DATA_VALUES``;
 ``gradcheck.expr``: ``MAX_LENGTH``, ``MAX_DEPTH``, ``MAX_TREE_DEPTH``); this
-module holds the rest: the time bound on symbolic work and the rules for
-constant subexpressions.
+module holds the rest: the time bound on symbolic work, the rules for
+constant subexpressions and integer literals, and the number of random
+points a file may ask for.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ PER_VALUE = 0.005
 #: Largest exact constant SymPy is asked to compute, in bits (about 300,000
 #: decimal digits): ``(1/3)**10**9`` would hang in C code no timer can stop.
 MAX_CONSTANT_BITS = 1_000_000
+
+#: Most random points a model file's ``check: {points: N}`` may ask for (each
+#: point is a whole check); ``--points`` and ``check(points=...)`` are not bounded.
+MAX_POINTS = 10_000
+
+#: Largest integer literal (in magnitude) an expression may hold: 2**53, the
+#: last whole number every float64 source holds exactly. Beyond it SymPy would
+#: compute with one number and torch/NumPy with another (or fail to convert
+#: it: ``x**99999999999999999999`` overflowed torch's int64).
+MAX_INTEGER = 2**53
 
 _ENV = "GRADCHECK_TIME_LIMIT"
 
@@ -152,10 +163,13 @@ _SIGNAL = getattr(signal, "SIGUSR2", signal.SIGTERM)
 # --- constant subexpressions --------------------------------------------------
 
 
-def check_constants(node: Any, text: str | None = None) -> None:
+def check_constants(node: Any, text: str | None = None, *, names: Any = ()) -> None:
     """Reject constant subexpressions that are not finite, divide by zero or are too big to compute.
 
-    A subexpression is constant when it holds only numbers and ``pi``/``e``.
+    A subexpression is constant when it holds only numbers and ``pi``/``e``,
+    where those are not in ``names`` (the params, data columns and earlier
+    entries in scope: a user's ``e`` wins over the constant, as in Python).
+    An integer literal larger than :data:`MAX_INTEGER` is refused.
     Its float64 value must be finite (``1/0``, ``log(0)``, ``10**400`` and
     ``sqrt(-1)`` are mistakes, not models), and SymPy, which computes
     constants exactly, must not be asked for a number of more than
@@ -173,10 +187,19 @@ def check_constants(node: Any, text: str | None = None) -> None:
     def visit(n: Any) -> tuple[float, float] | None:
         """``(float value, bits of the exact value)`` for a constant node, else ``None``."""
         if n.op == "num":
+            digits = n.text.replace("_", "")
+            if digits.isdigit() and int(digits) > MAX_INTEGER:  # an integer literal (a float has a dot or an e)
+                raise fail(
+                    n,
+                    f"integer {n.text} is larger than 2**53, beyond which float64 cannot hold whole numbers exactly",
+                    f"write it as a float ({float(int(digits)):.6g}) if an approximate number is meant, "
+                    "or use a smaller one",
+                )
             v = float(n.value)
             return v, 4.0 * len(n.text) + (3.33 * abs(math.log10(abs(v))) if v else 0.0)
         if n.op == "name":
-            return (float(CONSTANTS[n.value]), 64.0) if n.value in CONSTANTS else None
+            constant = n.value in CONSTANTS and n.value not in names
+            return (float(CONSTANTS[n.value]), 64.0) if constant else None
         found = [visit(a) for a in n.args]
         if n.op == "div" and found[1] is not None and found[1][0] == 0:
             raise fail(n, "division by zero", "divide by something that is not 0")

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from . import arrays, yamlfile
 from . import expr as _expr
 from . import limits as _limits
+from .arrays import short as _short
 from .errors import ModelError, close_match
 from .ops import CONSTANTS, FUNCTIONS, Shape
 
@@ -30,7 +31,6 @@ MAX_DATA_VALUES = 10_000_000
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOP_KEYS = ("name", "description", "params", "data", "model", "output", "reduction", "expected", "train", "check")
-_INITS = ("normal", "uniform", "zeros", "ones", "constant")
 DTYPES = ("float64", "float32")
 REDUCTIONS = ("mean", "sum", "none")
 MODES = ("sgd", "batch")
@@ -172,33 +172,7 @@ class Model:
 def load(path: str | os.PathLike[str]) -> Model:
     """Read and validate a model file."""
     path = os.fspath(path)
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise ModelError(
-                f"file is {size} bytes, more than the limit of {MAX_FILE_BYTES}",
-                file=path,
-                fix="raise gradcheck.model.MAX_FILE_BYTES if the file is really meant to be this large",
-            )
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)  # bounded: a pipe or device reports no size
-        if len(raw) > MAX_FILE_BYTES:
-            raise ModelError(
-                f"file is larger than the limit of {MAX_FILE_BYTES} bytes",
-                file=path,
-                fix="raise gradcheck.model.MAX_FILE_BYTES if the file is really meant to be this large",
-            )
-        text = raw.decode("utf-8")
-    except ModelError:
-        raise
-    except FileNotFoundError:
-        raise ModelError("no such file", file=path, fix="check the path") from None
-    except IsADirectoryError:
-        raise ModelError("is a directory, not a model file", file=path, fix="name a .yaml file") from None
-    except UnicodeDecodeError as err:
-        raise ModelError(f"not UTF-8 text ({err.reason} at byte {err.start})", file=path) from None
-    except OSError as err:
-        raise ModelError(f"cannot read the file: {err.strerror}", file=path) from None
+    text = yamlfile.read(path, MAX_FILE_BYTES)
     stem = os.path.splitext(os.path.basename(path))[0]
     if stem.endswith(".gradcheck"):
         stem = stem[: -len(".gradcheck")]
@@ -206,132 +180,50 @@ def load(path: str | os.PathLike[str]) -> Model:
 
 
 def loads(text: str, *, name: str | None = None, path: str | None = None) -> Model:
-    """Parse and validate a model from YAML text."""
-    import yaml
-
+    """Parse and validate a model from YAML text (numbers read as YAML 1.2: ``1e-3`` is a number)."""
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise ModelError(f"model text is larger than {MAX_FILE_BYTES} bytes", file=path)
-    try:
-        loader = yaml.SafeLoader(text)
-    except yaml.reader.ReaderError as err:  # a control character: PyYAML checks them all up front
-        before = text[: err.position]
-        raise ModelError(
-            f"invalid YAML: character {chr(err.character)!r} is not allowed",
-            file=path or "<model>",
-            line=before.count("\n") + 1,
-            col=err.position - before.rfind("\n"),
-            fix="remove it (YAML allows printable characters, tabs and line breaks only)",
-        ) from None
-    try:
-        node = loader.get_single_node()
-        marks: dict[tuple[Any, ...], Any] = {}
-        if node is not None:
-            _record_marks(node, (), marks, set())
-            doc = loader.construct_document(node)
-        else:
-            doc = None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        what = (err.problem or err.context or "invalid YAML").strip()
-        if "could not determine a constructor" in what:
-            what += " (tags such as !!python/... are not allowed)"
-        raise ModelError(
-            f"invalid YAML: {what}",
-            file=path or "<model>",
-            line=mark.line + 1 if mark else None,
-            col=mark.column + 1 if mark else None,
-            fix="check the indentation and quoting near that position",
-        ) from None
-    except yaml.YAMLError as err:
-        raise ModelError(f"invalid YAML: {err}", file=path or "<model>") from None
-    except (ValueError, OverflowError) as err:  # e.g. an integer of more than 4300 digits
-        raise ModelError(
-            f"invalid YAML value: {str(err).split(';')[0]}",
-            file=path or "<model>",
-            fix="write numbers that fit a float64",
-        ) from None
-    except RecursionError:
-        raise ModelError("YAML nested too deeply", file=path or "<model>") from None
-    finally:
-        loader.dispose()
+    doc, positions = yamlfile.parse(text, path or "<model>")
     if not isinstance(doc, dict):
         raise ModelError(
             "a model file must be a mapping with at least `params:` and `model:`",
             file=path or "<model>",
             fix="see docs/model-file.md",
         )
-    return _Builder(doc, name=name, path=path, marks=marks).build()
-
-
-def _record_marks(node: Any, where: tuple[Any, ...], marks: dict[tuple[Any, ...], Any], seen: set[int]) -> None:
-    """Remember where each value of the document starts (for messages)."""
-    import yaml
-
-    if id(node) in seen or len(where) > 6:
-        return
-    seen.add(id(node))
-    marks[where] = node
-    if isinstance(node, yaml.MappingNode):
-        keys: dict[str, Any] = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.value != "<<":
-                if key.value in keys:
-                    raise yaml.constructor.ConstructorError(
-                        None,
-                        None,
-                        f"duplicate key {key.value!r} (also at line {keys[key.value].line + 1}; "
-                        "the later one would silently win)",
-                        key.start_mark,
-                    )
-                keys[key.value] = key.start_mark
-                _record_marks(value, where + (key.value,), marks, seen)
-    elif isinstance(node, yaml.SequenceNode) and len(where) < 2:
-        for i, value in enumerate(node.value[:1000]):
-            _record_marks(value, where + (i,), marks, seen)
+    return _Builder(doc, name=name, path=path, positions=positions).build()
 
 
 # --- validation -------------------------------------------------------------
 
 
 class _Builder:
+    """Validates one document, section by section, into a :class:`Model`."""
+
     def __init__(
         self,
         spec: Mapping[str, Any],
         *,
         name: str | None,
         path: str | None,
-        marks: dict[tuple[Any, ...], Any] | None = None,
+        positions: yamlfile.Positions | None = None,
     ) -> None:
         self.spec = spec
         self.name = name
         self.path = path
         self.file = path or "<model>"
-        self.marks = marks or {}
+        self.positions = positions or yamlfile.Positions()
+        self.taken: dict[str, str] = {}  # user names (and functions) in scope: they shadow constants
 
     # -- messages -------------------------------------------------------------
 
     def error(self, what: str, where: tuple[Any, ...] = (), *, fix: str | None = None) -> ModelError:
-        node = None
-        for cut in range(len(where), -1, -1):
-            node = self.marks.get(where[:cut])
-            if node is not None:
-                break
-        line = node.start_mark.line + 1 if node is not None else None
-        col = node.start_mark.column + 1 if node is not None else None
-        entry = ".".join(str(w) for w in where) or None
+        """The error for the value at ``where`` (a path in the document), placed in the file when known."""
+        line, col = self.positions.line_col(where)
+        entry = arrays.path_text(where) or None
         return ModelError(what, fix=fix, file=self.file, entry=entry, line=line, col=col)
 
     def expr_error(self, err: ModelError, where: tuple[str, str]) -> ModelError:
-        node = self.marks.get(where)
-        line = col = None
-        if node is not None:
-            line = node.start_mark.line + 1
-            col = node.start_mark.column + 1
-            style = getattr(node, "style", None)
-            if err.offset is not None and node.start_mark.line == node.end_mark.line:
-                col += err.offset + (1 if style in ("'", '"') else 0)
-            elif err.offset is not None and err.text is not None:
-                line, col = _position_in_buffer(node, err.text, err.offset) or (line, col)
+        line, col = self.positions.in_expression(where, err.text, err.offset)
         return err.located(file=self.file, entry=".".join(where), line=line, col=col)
 
     # -- sections -------------------------------------------------------------
@@ -350,8 +242,10 @@ class _Builder:
         check = self.check_config(spec.get("check") or {})
         params = self.params(spec.get("params"), check.seed)
         data = self.data(spec.get("data") or {})
+        # Constants are not taken: a param, data column or entry named `e` or `pi` wins, as in Python.
         taken: dict[str, str] = {}
-        for kind, names in (("constant", CONSTANTS), ("function", FUNCTIONS), ("param", params), ("data column", data)):
+        self.taken = taken
+        for kind, names in (("function", FUNCTIONS), ("param", params), ("data column", data)):
             for n in names:
                 if n in taken:
                     section = "params" if kind == "param" else "data"
@@ -411,6 +305,12 @@ class _Builder:
         rtol = self.number(raw.get("rtol"), ("check", "rtol"), positive=True)
         atol = self.number(raw.get("atol"), ("check", "atol"), positive=True, zero=True)
         points = self.count(raw.get("points", 0), ("check", "points"))
+        if points > _limits.MAX_POINTS:
+            raise self.error(
+                f"{points} random points is more than the limit of {_limits.MAX_POINTS}",
+                ("check", "points"),
+                fix="ask for fewer, or pass --points N (or raise gradcheck.limits.MAX_POINTS)",
+            )
         seed = self.count(raw.get("seed", 0), ("check", "seed"))
         return CheckConfig(dtype, rtol, atol, points, seed)
 
@@ -448,14 +348,7 @@ class _Builder:
                 )
 
     def number(self, value: Any, where: tuple[Any, ...], *, positive: bool = False, zero: bool = False) -> float | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.error(f"expected a number, got {value!r}", where)
-        value = float(value)
-        if not np.isfinite(value) or (positive and (value < 0 or (value == 0 and not zero))):
-            raise self.error(f"expected a {'non-negative' if zero else 'positive'} finite number, got {value!r}", where)
-        return value
+        return arrays.number(value, where, self.error, positive=positive, zero=zero)
 
     def count(self, value: Any, where: tuple[Any, ...]) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -514,92 +407,48 @@ class _Builder:
             if (
                 not isinstance(d, list)
                 or len(d) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d)
+                or not all(arrays.is_number(v) and abs(v) < float("inf") for v in d)
                 or not d[0] < d[1]
             ):
-                raise self.error(f"domain must be [low, high] with low < high, got {d!r}", where + ("domain",))
+                raise self.error(
+                    f"domain must be [low, high] with finite low < high, got {d!r}",
+                    where + ("domain",),
+                    fix="random points are drawn uniformly from the domain, so both ends must be finite",
+                )
             domain = (float(d[0]), float(d[1]))
         if "value" in spec and "init" not in spec:
             if "shape" in spec:
                 raise self.error("give either `value` or `shape` with `init`, not both", where)
             return self.array(spec["value"], where + ("value",), "a parameter"), domain
-        shape_raw = spec.get("shape", [])
-        if not isinstance(shape_raw, list) or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape_raw
-        ):
-            raise self.error(f"shape must be a list of positive whole numbers, got {shape_raw!r}", where + ("shape",))
-        size = 1
-        for s in shape_raw:
-            size *= s
-            if size > MAX_PARAM_VALUES:
-                raise self.error(
-                    f"shape {shape_raw} holds more than {MAX_PARAM_VALUES} numbers",
-                    where + ("shape",),
-                    fix="raise gradcheck.model.MAX_PARAM_VALUES for a model this large",
-                )
-        shape = tuple(shape_raw)
-        init = spec.get("init", "normal" if "value" not in spec else "constant")
-        if init not in _INITS:
-            raise self.error(f"init must be one of {', '.join(_INITS)}, got {init!r}", where + ("init",))
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-
-        def opt(key: str, default: float) -> float:
-            v = self.number(spec.get(key, default), where + (key,))
-            return float(default if v is None else v)
-
-        if init == "normal":
-            value = opt("mean", 0.0) + opt("std", 1.0) * rng.standard_normal(shape)
-        elif init == "uniform":
-            lo, hi = domain if domain and "low" not in spec else (opt("low", -1.0), opt("high", 1.0))
-            value = rng.uniform(lo, hi, shape)
-        elif init == "zeros":
-            value = np.zeros(shape)
-        elif init == "ones":
-            value = np.ones(shape)
-        else:
-            value = np.full(shape, opt("value", 0.0))
-        return np.asarray(value, dtype=np.float64), domain
+        value = arrays.initial_value(
+            spec,
+            where,
+            self.error,
+            seed=seed,
+            name=name,
+            domain=domain,
+            limit=MAX_PARAM_VALUES,
+            limit_fix="raise gradcheck.model.MAX_PARAM_VALUES for a model this large",
+        )
+        return value, domain
 
     def array(self, value: Any, where: tuple[Any, ...], what: str, limit: int | None = None) -> np.ndarray:
-        limit = MAX_PARAM_VALUES if limit is None else limit
         const, full, whole = (
             ("MAX_DATA_VALUES", MAX_DATA_VALUES, "all data columns")
             if where[0] == "data"
             else ("MAX_PARAM_VALUES", MAX_PARAM_VALUES, "all parameters")
         )
-        _check_size(
-            value,
-            limit,
-            lambda: self.error(
+
+        def too_many() -> ModelError:
+            return self.error(
                 f"{what} holds too many numbers (the limit is {full} in {whole} together)",
                 where,
                 fix=f"raise gradcheck.model.{const} for a model this large",
-            ),
+            )
+
+        return arrays.to_array(
+            value, where, self.error, limit=MAX_PARAM_VALUES if limit is None else limit, too_many=too_many
         )
-        if isinstance(value, bool) or value is None or isinstance(value, str):
-            fix = None
-            if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value.strip()):
-                fix = "YAML 1.1 reads this as text: write a dot and a signed exponent, e.g. 1.0e-3 or 1.0e+3"
-            raise self.error(f"expected a number or nested lists of numbers, got {_short(value)}", where, fix=fix)
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except OverflowError:
-            raise self.error(
-                "a number is too large for a float64", where, fix="numbers must lie within ±1.8e308"
-            ) from None
-        except (ValueError, TypeError):
-            raise self.error(
-                f"expected a number or nested lists of numbers of one shape, got {_short(value)}",
-                where,
-                fix="every row must have the same length",
-            ) from None
-        if _has_bool_or_str(value):
-            raise self.error(f"expected numbers, got {_short(value)}", where)
-        if arr.size == 0:
-            raise self.error("empty value", where, fix="give at least one number")
-        if not np.all(np.isfinite(arr)):
-            raise self.error("values must be finite (no .nan or .inf)", where)
-        return arr
 
     def data(self, raw: Any) -> dict[str, np.ndarray]:
         if not isinstance(raw, Mapping):
@@ -673,7 +522,7 @@ class _Builder:
                 if n.op == "name" and n.value not in shapes:
                     raise self.unknown_name(str(n.value), n.pos, text, shapes, earlier, where)
             node = _expr.infer_shapes(node, shapes, text)
-            _limits.check_constants(node, text)
+            _limits.check_constants(node, text, names=self.taken)
             return node
         except ModelError as err:
             raise self.expr_error(err, where) from None
@@ -746,72 +595,3 @@ class _Builder:
                 )
             out[key] = node
         return out
-
-
-def _position_in_buffer(node: Any, text: str, offset: int) -> tuple[int, int] | None:
-    """1-based line and column in the file of ``text[offset]`` for a scalar spread over lines.
-
-    Block (``|``, ``>``) and multi-line plain or quoted scalars lose their
-    indentation and line breaks on loading; the characters that are not
-    blanks still come in order, so they are matched one by one.
-    """
-    buffer = getattr(node.start_mark, "buffer", None)
-    if not buffer:
-        return None
-    p, end = node.start_mark.pointer, node.end_mark.pointer
-    if getattr(node, "style", None) in ("|", ">"):
-        p = buffer.find("\n", p, end) + 1  # the content starts on the next line
-        if p == 0:
-            return None
-    elif getattr(node, "style", None) in ("'", '"'):
-        p += 1
-    target = p
-    for i, ch in enumerate(text[: offset + 1]):
-        if ch.isspace():
-            continue
-        while p < end and buffer[p] != ch:
-            p += 1
-        if p >= end:
-            return None
-        target = p
-        p += 1
-        if i == offset:
-            break
-    else:
-        target = p  # the offset is a blank or the end: just after the last character matched
-    line = buffer.count("\n", 0, target) + 1
-    return line, target - buffer.rfind("\n", 0, target)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _has_bool_or_str(value: Any) -> bool:
-    if isinstance(value, (bool, str)):
-        return True
-    if isinstance(value, list):
-        return any(_has_bool_or_str(v) for v in value)
-    return False
-
-
-def _check_size(value: Any, limit: int, error: Any) -> None:
-    """Count numbers in nested lists without expanding YAML aliases twice."""
-    memo: dict[int, int] = {}
-
-    def count(v: Any) -> int:
-        if not isinstance(v, list):
-            return 1
-        key = id(v)
-        if key in memo:
-            return memo[key]
-        n = 0
-        for item in v:
-            n += count(item)
-            if n > limit:
-                raise error()
-        memo[key] = n
-        return n
-
-    count(value)

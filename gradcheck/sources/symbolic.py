@@ -545,7 +545,7 @@ def evaluate_exprs(model: Model, exprs: list[Any], point: dict[str, np.ndarray])
     fns = model.cache.setdefault("symbolic_lambdified", {})
     fn = fns.get(tuple(exprs))
     if fn is None:
-        fn = fns[tuple(exprs)] = sympy.lambdify(symbols, exprs, modules="mpmath")
+        fn = fns[tuple(exprs)] = sympy.lambdify(*_renamed(symbols, exprs), modules="mpmath")
     param_args: list[float] = []
     for name in built.param_symbols:
         param_args.extend(np.asarray(point[name], dtype=np.float64).reshape(-1).tolist())
@@ -567,7 +567,23 @@ def evaluate_exprs(model: Model, exprs: list[Any], point: dict[str, np.ndarray])
 def _single(symbols: list[Any], exprs: list[Any]) -> list[Any]:
     import sympy
 
+    symbols, exprs = _renamed(symbols, exprs)
     return [sympy.lambdify(symbols, e, modules="mpmath") for e in exprs]
+
+
+def _renamed(symbols: list[Any], exprs: list[Any]) -> tuple[list[Any], list[Any]]:
+    """Symbols named like an mpmath name (a param ``e`` or ``pi``) renamed, for lambdify.
+
+    The printer writes ``E`` as ``e``: ``def f(e): return e*e`` would stand for
+    ``e*E`` (and lambdify's ``dummify`` leaves ``e`` bound to a SymPy symbol).
+    """
+    import mpmath
+    import sympy
+
+    if not any(hasattr(mpmath, s.name) for s in symbols):
+        return symbols, exprs
+    fresh = {s: sympy.Symbol(f"_arg{i}", real=True) for i, s in enumerate(symbols)}
+    return list(fresh.values()), [e.xreplace(fresh) if hasattr(e, "xreplace") else e for e in exprs]
 
 
 def _one(fn: Any, args: list[Any]) -> Any:
