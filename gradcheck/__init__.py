@@ -22,19 +22,29 @@ torch and SymPy are imported only when a check or training runs.
 # ``annotations`` in the package namespace (tests/test_api.py checks it is clean).
 from collections.abc import Callable as _Callable
 from collections.abc import Mapping as _Mapping
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from .compare import Tolerance
 from .errors import ModelError
 from .model import Model, load, loads
 from .ops import register_function
+from .options import CheckOptions
 from .report import Report
+from .training import TrainResult
+
+if _TYPE_CHECKING:  # Unpack is in typing from Python 3.11; the annotations are strings
+    from typing_extensions import Unpack as _Unpack
+
+    from .options import CheckSettings as _CheckSettings
 
 __all__ = [
+    "CheckOptions",
     "Model",
     "ModelError",
     "Report",
     "Tolerance",
+    "TrainResult",
     "assert_agree",
     "check",
     "load",
@@ -53,13 +63,7 @@ def check(
     *,
     at: _Mapping[str, _Any] | None = None,
     against: _Mapping[str, _LossFn] | None = None,
-    dtype: str | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    points: int | None = None,
-    seed: int | None = None,
-    strict: bool = False,
-    directions: int | None = None,
+    **options: "_Unpack[_CheckSettings]",
 ) -> Report:
     """Check ``model``'s gradients three ways (and against each of ``against``).
 
@@ -68,30 +72,20 @@ def check(
     it leaves out keep the file's values. ``against`` maps a name to
     ``fn(params: dict[str, Tensor], data: dict[str, Tensor]) -> Tensor`` of
     per-sample losses; its autograd gradient joins the comparison under that
-    name. ``dtype``, ``rtol``, ``atol``, ``points`` and ``seed`` override the
-    model's ``check:`` section; ``strict`` makes a kink fail ``report.ok``.
-    ``directions=K`` checks K seeded random unit directions over all
-    parameters jointly (gradient . v, three ways) instead of every element;
-    the report then holds ``direction[0]``, ... as scalar pseudo-parameters.
+    name. The other keywords are the fields of :class:`CheckOptions`
+    (``dtype``, ``rtol``, ``atol``, ``points``, ``seed``, ``strict``,
+    ``directions``), documented there: they override the model's ``check:``
+    section; ``strict`` makes a kink fail ``report.ok``; ``directions=K``
+    checks K seeded random unit directions instead of every element.
 
     Raises :class:`ModelError` for an unusable argument (an unknown
-    parameter in ``at``, a wrong shape, a non-finite value, a bad dtype) and
-    when a function in ``against`` raises or returns the wrong shape.
+    parameter in ``at``, a wrong shape, a non-finite value, a bad dtype or
+    setting) and when a function in ``against`` raises or returns the wrong
+    shape; ``TypeError`` for an unknown keyword.
     """
     from .checker import check as _check
 
-    return _check(
-        model,
-        at=at,
-        against=against,
-        dtype=dtype,
-        rtol=rtol,
-        atol=atol,
-        points=points,
-        seed=seed,
-        strict=strict,
-        directions=directions,
-    )
+    return _check(model, CheckOptions.from_keywords("check", **options), at=at, against=against)
 
 
 def assert_agree(
@@ -99,33 +93,18 @@ def assert_agree(
     *,
     at: _Mapping[str, _Any] | None = None,
     against: _Mapping[str, _LossFn] | None = None,
-    dtype: str | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    points: int | None = None,
-    seed: int | None = None,
-    strict: bool = False,
-    directions: int | None = None,
+    **options: "_Unpack[_CheckSettings]",
 ) -> Report:
-    """:func:`check`, raising ``AssertionError`` unless ``report.ok``; else the report.
+    """:func:`check` with the same keywords, raising ``AssertionError`` unless ``report.ok``; else the report.
 
     The message is the readable table followed by the smallest model file
     that reproduces the failure: the model with its parameters set to the
     first failing point, no random points, and the check settings used,
     as YAML ready to save and run with ``python -m gradcheck``.
     """
-    report = check(
-        model,
-        at=at,
-        against=against,
-        dtype=dtype,
-        rtol=rtol,
-        atol=atol,
-        points=points,
-        seed=seed,
-        strict=strict,
-        directions=directions,
-    )
+    from .checker import check as _check
+
+    report = _check(model, CheckOptions.from_keywords("assert_agree", **options), at=at, against=against)
     if not report.ok:
         raise AssertionError(
             f"gradients of {model.name!r} do not agree ({report.status}):\n{report.table(width=200)}\n"
@@ -170,9 +149,9 @@ def train(
     mode: str | None = None,
     source: str = "autograd",
     predict: _Mapping[str, _Any] | None = None,
-    progress: _Callable[..., None] | None = None,
-) -> _Any:
-    """Gradient descent on ``model``; returns a ``gradcheck.training.TrainResult``.
+    progress: _Callable[[str, int, int], None] | None = None,
+) -> TrainResult:
+    """Gradient descent on ``model``; returns a :class:`TrainResult`.
 
     ``epochs``, ``lr``, ``mode`` (``"sgd"``: one step per sample;
     ``"batch"``: one per epoch) and ``predict`` (data column -> one sample's

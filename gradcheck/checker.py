@@ -11,6 +11,7 @@ import numpy as np
 from . import compare, limits
 from .errors import ModelError, close_match
 from .model import Model
+from .options import CheckOptions
 from .report import GradientResult, PointResult, Report
 
 Progress = Callable[[str], None]
@@ -67,38 +68,26 @@ def _data_in_dtype(model: Model, dtype: str) -> Model:
 
 def check(
     model: Model,
+    options: CheckOptions | None = None,
     *,
     at: Mapping[str, Any] | None = None,
     against: Mapping[str, Callable[..., Any]] | None = None,
-    dtype: str | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    points: int | None = None,
-    seed: int | None = None,
-    strict: bool = False,
-    directions: int | None = None,
     progress: Progress | None = None,
 ) -> Report:
-    """Check the model's gradients three ways (and against any extra sources).
+    """The orchestrator: check the model's gradients three ways (and against any extra sources).
 
-    With ``directions=K`` (K >= 1), K random unit directions over all
-    parameters jointly are checked instead of every element (see
-    :func:`random_directions` and ``docs/how-it-works.md``, "Directional mode").
+    ``options`` are the check's settings (:class:`CheckOptions`; ``None``:
+    all from the model file). With ``options.directions=K`` (K >= 1), K
+    random unit directions over all parameters jointly are checked instead
+    of every element (see :func:`random_directions` and
+    ``docs/how-it-works.md``, "Directional mode").
     """
     from .sources import autograd, finite_diff, symbolic
 
-    if directions is not None and (isinstance(directions, bool) or not isinstance(directions, int) or directions < 0):
-        raise ModelError(f"directions must be a whole number >= 1, got {directions!r}", fix="use e.g. directions=8")
-    directions = directions or None
-
-    dtype = dtype or model.check.dtype
-    if dtype not in ("float64", "float32"):
-        raise ModelError(f"dtype must be float64 or float32, got {dtype!r}")
-    tol = compare.Tolerance.for_dtype(
-        dtype, model.check.rtol if rtol is None else rtol, model.check.atol if atol is None else atol
-    )
-    n_random = model.check.points if points is None else points
-    seed = model.check.seed if seed is None else seed
+    settings = (options or CheckOptions()).resolve(model.check)
+    assert settings.dtype is not None and settings.points is not None and settings.seed is not None
+    dtype, tol, strict, directions = settings.dtype, settings.tolerance, settings.strict, settings.directions
+    n_random, seed = settings.points, settings.seed
     todo = [_as_point(model, at)] + random_points(model, n_random, seed)
     budget = limits.Budget(
         file=model.path or model.name, size=sum(p.value.size for p in model.params.values())

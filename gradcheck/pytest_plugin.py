@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from .options import CheckOptions
 
 #: File names the plugin collects.
 PATTERNS = ("gradcheck_*.yaml", "*.gradcheck.yaml")
@@ -88,9 +91,12 @@ class GradcheckFailure(Exception):
 
 
 class ModelItem(pytest.Item):
-    """Loads the file, runs :func:`gradcheck.check`, fails unless the report is ok."""
+    """Loads the file, runs the check with :meth:`options`, fails unless the report is ok."""
 
-    def settings(self) -> dict[str, Any]:
+    def options(self) -> CheckOptions:
+        """The check settings from the command line and the ini file (unset: the model file's)."""
+        from .options import CheckOptions
+
         config = self.config
         strict = config.getoption("--gradcheck-strict")
         if strict is None:
@@ -102,16 +108,16 @@ class ModelItem(pytest.Item):
                 points = int(raw)
             except ValueError:
                 raise pytest.UsageError(f"ini option gradcheck_points must be an integer, got {raw!r}") from None
-        return {"strict": bool(strict), "points": points, "dtype": config.getoption("--gradcheck-dtype")}
+        return CheckOptions(strict=bool(strict), points=points, dtype=config.getoption("--gradcheck-dtype"))
 
     def runtest(self) -> None:
-        from . import check
+        from .checker import check
         from .errors import ModelError
         from .model import load
 
         try:
             model = load(self.path)
-            report = check(model, **self.settings())
+            report = check(model, self.options())
         except ModelError as err:
             raise GradcheckFailure(str(err)) from None
         self.user_properties.append(("gradcheck_status", report.status))

@@ -78,7 +78,7 @@ class Prediction:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns; :meth:`to_dict` is the ``train --json`` document."""
+    """What :func:`train` returns (exported as ``gradcheck.TrainResult``); :meth:`to_dict` is the ``train --json`` document."""
 
     model: str
     mode: str

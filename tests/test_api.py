@@ -8,10 +8,14 @@ failure), gradient_formula, ModelError, the public surface (``__all__``,
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import re
 import subprocess
 import sys
 import types
+import typing
 from pathlib import Path
 
 import pytest
@@ -66,6 +70,12 @@ def test_all_is_exactly_the_public_names():
     assert sorted(gc.__all__) == gc.__all__
     for name in gc.__all__:
         assert getattr(gc, name).__doc__, f"{name} has no docstring"
+
+
+def test_all_is_what_docs_api_lists():
+    text = (REPO / "docs" / "api.md").read_text()
+    listing = text.split("The public names are exactly `gc.__all__`:", 1)[1].split(". Besides", 1)[0]
+    assert sorted(re.findall(r"`(\w+)`", listing)) == gc.__all__
 
 
 def test_strategies_all_is_exactly_the_public_names():
@@ -190,6 +200,91 @@ def test_check_is_keyword_only():
         gc.check(gc.load(LINEAR), {"w": 1.0})  # type: ignore[misc]
 
 
+# --- the options object -------------------------------------------------------------
+
+
+def test_check_options_defaults_mean_the_model_file():
+    opts = gc.CheckOptions()
+    assert (opts.dtype, opts.rtol, opts.atol, opts.points, opts.seed, opts.strict, opts.directions) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+        False,
+        None,
+    )
+    model = gc.loads(LINEAR_TEXT + "check: {dtype: float32, points: 2, seed: 7, atol: 1.0e-5}\n")
+    resolved = opts.resolve(model.check)
+    assert (resolved.dtype, resolved.rtol, resolved.atol, resolved.points, resolved.seed) == (
+        "float32",
+        1e-4,  # float32's default: the file gives none
+        1e-5,
+        2,
+        7,
+    )
+    assert resolved.tolerance == gc.Tolerance(1e-4, 1e-5)
+    mine = gc.CheckOptions(dtype="float64", atol=0.0, points=0).resolve(model.check)
+    assert (mine.dtype, mine.rtol, mine.atol, mine.points, mine.seed) == ("float64", 1e-6, 0.0, 0, 7)
+
+
+def test_check_options_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        gc.CheckOptions().dtype = "float32"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "settings, match",
+    [
+        ({"dtype": "float16"}, r"^dtype must be float64 or float32, got 'float16'$"),
+        ({"rtol": -1.0}, r"^rtol must be a finite number >= 0, got -1\.0 — use e\.g\. rtol=1e-6$"),
+        ({"atol": float("inf")}, r"^atol must be a finite number >= 0, got inf"),
+        ({"rtol": "1e-6"}, r"^rtol must be a finite number >= 0, got '1e-6'"),
+        ({"points": -1}, r"^points must be a whole number >= 0, got -1 — use e\.g\. points=3$"),
+        ({"points": 1.5}, r"^points must be a whole number >= 0, got 1\.5"),
+        ({"seed": True}, r"^seed must be a whole number >= 0, got True"),
+        ({"strict": "yes"}, r"^strict must be True or False, got 'yes'$"),
+        ({"directions": -2}, r"^directions must be a whole number >= 1, got -2 — use e\.g\. directions=8$"),
+    ],
+)
+def test_check_options_validation(settings, match):
+    with pytest.raises(gc.ModelError, match=match):
+        gc.CheckOptions(**settings)
+    model = gc.load(LINEAR)
+    for fn in (gc.check, gc.assert_agree):  # the public functions validate in the same place
+        with pytest.raises(gc.ModelError, match=match):
+            fn(model, **settings)
+
+
+def test_directions_zero_means_every_element():
+    assert gc.CheckOptions(directions=0) == gc.CheckOptions()
+
+
+def test_check_and_assert_agree_take_the_same_keywords():
+    fields = [f.name for f in dataclasses.fields(gc.CheckOptions)]
+    assert fields == ["dtype", "rtol", "atol", "points", "seed", "strict", "directions"]
+    from gradcheck.options import CheckSettings
+
+    assert list(typing.get_type_hints(CheckSettings)) == fields  # the typing of **options follows the fields
+    for fn in (gc.check, gc.assert_agree):
+        params = inspect.signature(fn).parameters
+        assert list(params)[:3] == ["model", "at", "against"]
+        assert all(p.kind is p.KEYWORD_ONLY for p in list(params.values())[1:3])
+    model = gc.load(LINEAR)
+    settings = {"dtype": "float32", "rtol": 1e-3, "atol": 1e-5, "points": 1, "seed": 4, "strict": True, "directions": 2}
+    assert gc.assert_agree(model, **settings).to_dict() == gc.check(model, **settings).to_dict()
+
+
+def test_unknown_setting_is_a_type_error_with_a_close_match():
+    model = gc.load(LINEAR)
+    with pytest.raises(
+        TypeError, match=r"check\(\) got an unexpected keyword argument 'rtl' \(did you mean 'rtol'\?\)"
+    ):
+        gc.check(model, rtl=1e-3)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"assert_agree\(\) got an unexpected keyword argument 'tolerance'"):
+        gc.assert_agree(model, tolerance=1e-3)  # type: ignore[call-arg]
+
+
 def test_against_a_right_implementation_agrees():
     report = gc.check(gc.load(LINEAR), against={"mine": linear_loss})
     doc = report.to_dict()
@@ -307,3 +402,13 @@ def test_gradient_formula_of_a_tensor_param():
     )
     f = model.gradient_formula("V")
     assert f.shape == (2,)
+
+
+# --- train ---------------------------------------------------------------------------
+
+
+def test_train_returns_the_exported_train_result():
+    assert typing.get_type_hints(gc.train)["return"] is gc.TrainResult
+    result = gc.train(gc.load(LINEAR), epochs=2, lr=0.01, mode="batch")
+    assert isinstance(result, gc.TrainResult)
+    assert result.to_dict()["epochs"] == 2 and len(result.runs["autograd"].losses) == 2

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import configparser
+import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+import gradcheck as gc
+from gradcheck.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,3 +96,117 @@ def test_help_and_bad_input_do_not_import_torch_or_sympy(tmp_path):
     assert _modules_after([str(bad)]) == (2, set())
     assert _modules_after(["no-such-file.yaml"]) == (2, set())
     assert _modules_after(["examples/lesson.yaml", "--no-such-flag"]) == (2, set())
+
+
+# --- commands and dispatch (docs/cli.md, "Commands") -------------------------------
+
+LINEAR_TEXT = """\
+params: {w: 1.0, b: 0.0}
+data: {x: [1.0, 2.0, 3.0], y: [2.0, 4.0, 6.0]}
+model:
+  y_pred: x * w + b
+  loss: (y_pred - y)**2
+"""
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_top_level_help_is_check_help_and_lists_every_command(capsys):
+    top = _help(["--help"], capsys)
+    assert top.startswith("usage: gradcheck [check] ")
+    for name, module in COMMANDS.items():
+        assert re.search(rf"^  {name} +{re.escape(module.SUMMARY)}$", top, re.MULTILINE), name
+    assert "gradcheck ./train or gradcheck check train" in top
+    assert _help(["check", "--help"], capsys) == top
+    train = _help(["train", "--help"], capsys)
+    assert train.startswith("usage: gradcheck train ") and "--epochs" in train and "--epochs" not in top
+
+
+def test_every_command_is_one_module_with_the_same_shape():
+    assert list(COMMANDS)[:2] == ["check", "train"]
+    for name, module in COMMANDS.items():
+        assert module.NAME == name and module.SUMMARY and callable(module.add_to) and callable(module.run)
+
+
+def test_implicit_check_is_the_check_command(capsys):
+    args = [str(ROOT / "examples" / "linear.yaml"), "--json", "--points", "1"]
+    assert main(args) == 0
+    implicit = capsys.readouterr().out
+    assert main(["check", *args]) == 0
+    assert capsys.readouterr().out == implicit and json.loads(implicit)["model"] == "linear"
+
+
+def test_flags_build_the_same_options_as_the_api(capsys):
+    path = ROOT / "examples" / "linear.yaml"
+    argv = [str(path), "--json", "--points", "2", "--seed", "3", "--dtype", "float32", "--rtol", "1e-3", "--strict"]
+    assert main(argv) == 0
+    cli_doc = json.loads(capsys.readouterr().out)
+    api_doc = gc.check(gc.load(path), points=2, seed=3, dtype="float32", rtol=1e-3, strict=True).to_dict()
+    assert cli_doc == json.loads(json.dumps(api_doc))
+    assert cli_doc["dtype"] == "float32" and cli_doc["rtol"] == 1e-3 and len(cli_doc["points"]) == 3
+
+
+def test_a_model_file_named_like_a_command(tmp_path, monkeypatch, capsys):
+    (tmp_path / "train").write_text(LINEAR_TEXT)
+    monkeypatch.chdir(tmp_path)
+    assert main(["./train", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "train"
+    assert main(["check", "train", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "train"
+    # the bare name is the command, which trains the file it is given
+    assert main(["train", "train", "--epochs", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 1
+
+
+def test_a_first_argument_that_is_no_command_is_a_model_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["formulas", "linear.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "gradcheck: error: formulas: no such file — check the path",
+        "linear.yaml: no such file — check the path",
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, prog",
+    [
+        (["examples/linear.yaml", "--bogus"], "gradcheck"),
+        (["check", "examples/linear.yaml", "--bogus"], "gradcheck"),
+        (["train", "examples/linear.yaml", "--bogus"], "gradcheck train"),
+    ],
+)
+def test_unknown_flags_are_named_by_their_command(argv, prog, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f"{prog}: error: unrecognized arguments: --bogus (see {prog} --help)\n"
+
+
+def test_no_arguments_asks_for_a_model_file(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "gradcheck: error: the following arguments are required: MODEL.yaml" in capsys.readouterr().err
+
+
+def test_console_script_is_the_same_main():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    scripts = dict(line.split(" = ") for line in config["options.entry_points"]["console_scripts"].strip().splitlines())
+    module, _, attr = scripts["gradcheck"].partition(":")
+    assert getattr(importlib.import_module(module), attr) is main
+
+
+@pytest.mark.slow
+def test_python_m_and_subcommand_help_in_a_process():
+    top = run("--help")
+    assert top.returncode == 0 and "train" in top.stdout and "--points" in top.stdout
+    train = run("train", "--help")
+    assert train.returncode == 0 and "--epochs" in train.stdout

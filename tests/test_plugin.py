@@ -81,6 +81,18 @@ def test_points_option(pytester: pytest.Pytester):
     result.stdout.fnmatch_lines(["*gradcheck_root.yaml: undefined*"])
 
 
+@pytest.mark.slow
+def test_settings_reach_the_check_as_one_options_object(pytester: pytest.Pytester):
+    pytester.makefile(".yaml", gradcheck_halved=WRONG)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gradcheck-dtype", "float32")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*halved: mismatch  (float32, rtol 0.0001, atol 1e-06)*"])
+    # a bad value is refused where every caller's settings are validated, with its message
+    bad = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gradcheck-points", "-1")
+    bad.assert_outcomes(failed=1)
+    bad.stdout.fnmatch_lines(["*points must be a whole number >= 0, got -1*"])
+
+
 def test_unusable_file_fails_with_one_clear_message(pytester: pytest.Pytester):
     pytester.makefile(".yaml", gradcheck_typo="params: {w: 1.0}\nmodel:\n  loss: w * q\n")
     result = pytester.runpytest("-p", "no:cacheprovider")

@@ -1,4 +1,4 @@
-"""``gradcheck train``: the command line of :func:`gradcheck.training.train`.
+"""``gradcheck train MODEL.yaml``: the command line of :func:`gradcheck.training.train`.
 
 Nothing heavy is imported until the flags and the model file are valid, so
 ``--help`` and bad input answer at once (no torch import).
@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from .cli import EXIT_OK, _Parser, _positive_int, finite_number
-from .errors import ModelError
+from ..errors import ModelError
+from .common import EXIT_OK, ProgressBar, console, positive_number, whole_number
+
+NAME = "train"
+SUMMARY = "gradient descent on a model file with any gradient source"
 
 _EPILOG = """\
 Training runs in the model's dtype (check.dtype). --mode sgd takes one step per
@@ -25,31 +26,30 @@ lesson's `w.data = w.data - lr * w.grad.data`.
 
 exit status: 0 trained; 2 unusable input (bad file, flag, source or --predict).
 
-Check gradients with: gradcheck MODEL.yaml --help
+commands:
+{commands}
+
 Docs: docs/tutorial.md, docs/cli.md
 """
 
 
-def _learning_rate(text: str) -> float:
-    return finite_number(text, zero=False)
-
-
-def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+def add_to(subparsers: Any, commands: str) -> argparse.ArgumentParser:
+    """Register ``train`` on the root parser's ``subparsers``; ``commands`` lists every command for the help."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        NAME,
         prog="gradcheck train",
+        help=SUMMARY,
         description=(
             "Gradient descent on a model file's parameters with the gradient from one source\n"
             "(or all three side by side), reporting the final parameters, the loss after each\n"
             "epoch and, with --predict, the model's output before and after training."
         ),
-        epilog=_EPILOG,
+        epilog=_EPILOG.format(commands=commands),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", metavar="MODEL.yaml", help="the model file to train")
-    p.add_argument(
-        "--epochs", type=_positive_int, metavar="N", help="passes over the data (default: train.epochs, 100)"
-    )
-    p.add_argument("--lr", type=_learning_rate, metavar="LR", help="learning rate (default: train.lr, 0.01)")
+    p.add_argument("--epochs", type=whole_number, metavar="N", help="passes over the data (default: train.epochs, 100)")
+    p.add_argument("--lr", type=positive_number, metavar="LR", help="learning rate (default: train.lr, 0.01)")
     p.add_argument(
         "--mode",
         metavar="sgd|batch",
@@ -75,6 +75,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument("--plot", metavar="FILE.png", help="draw the loss against epoch, one line per source, to FILE.png")
     p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
+    p.set_defaults(run=run)
     return p
 
 
@@ -103,51 +104,19 @@ def _check_plot_path(path: str) -> None:
         raise ModelError(f"--plot {path!r}: no such directory {folder!r}", fix="create it or name another file")
 
 
-class _Progress:
-    """A rich progress bar on stderr, shown once a run has taken more than a second."""
-
-    DELAY = 1.0
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.start = time.monotonic()
-        self.bar: Any = None
-        self.task: Any = None
-
-    def __call__(self, source: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            if time.monotonic() - self.start < self.DELAY:
-                return
-            from rich.progress import Progress
-
-            from .cli import _console
-
-            self.bar = Progress(console=_console(stderr=True), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("training", total=total)
-        self.bar.update(self.task, completed=done, description=f"training ({source})")
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def run_train(argv: Sequence[str]) -> int:
-    """``gradcheck train ...``; returns the exit status (bad input raises :class:`ModelError`)."""
-    args = train_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Train as the flags say; returns the exit status (bad input raises :class:`ModelError`)."""
     predict = parse_predict(args.predict)
     if args.plot:
         _check_plot_path(args.plot)
-    from .model import load
+    from ..model import load
 
     model = load(args.model)
     if predict:
         predict = {**model.train.predict, **predict}
-    from .training import train
+    from ..training import train
 
-    progress = _Progress(enabled=not args.json)
+    progress = ProgressBar(enabled=not args.json, description="training")
     try:
         result = train(
             model,
@@ -161,16 +130,14 @@ def run_train(argv: Sequence[str]) -> int:
     finally:
         progress.stop()
     if args.plot:
-        from .plots import plot_losses
+        from ..plots import plot_losses
 
         plot_losses(result, args.plot)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        from .cli import _console
-
-        console = _console()
-        result.render(console)
+        out = console()
+        result.render(out)
         if args.plot:
-            console.print(f"loss plot written to {args.plot}")
+            out.print(f"loss plot written to {args.plot}")
     return EXIT_OK
