@@ -1,4 +1,8 @@
-"""The one table of functions of the model language.
+"""The op entry and the table machinery: :class:`Op`, :data:`OPS`, and how entries are added.
+
+The entries themselves live in the family modules of this package
+(:mod:`.arithmetic`, :mod:`.elementwise`, :mod:`.reductions`); the package
+imports them all. The rest of this docstring is the contract every entry keeps.
 
 Every function, operator and structural op an expression can use has exactly
 one entry in :data:`OPS` (an :class:`Op`), and the entry holds everything
@@ -8,8 +12,8 @@ tables from the entries), its per-sample shape rule, its NumPy, torch, SymPy
 and mpmath forms, whether it is analytic (the complex step applies), its kink
 rule and convention, its incremental (perturbation) rule or ``DENSE``, and its
 doc line (the functions table of ``docs/model-file.md`` is
-:func:`markdown_table`). Nothing outside this module names an op: adding a
-function means adding one entry here and nothing else, and
+:func:`markdown_table`). Nothing outside this package names an op: adding a
+function means adding one entry to a family module and nothing else, and
 :func:`register_function` adds an elementwise one from Python.
 
 Conventions shared by every form:
@@ -35,35 +39,16 @@ Conventions shared by every form:
 from __future__ import annotations
 
 import keyword
-import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import incremental as inc
-from .errors import ModelError
-from .layout import align
+from .. import incremental as inc
+from ..errors import ModelError
 
 Shape = tuple[int, ...]
 #: ``Op.incremental`` of an op that has no perturbation rule: evaluate it densely.
 DENSE = "dense"
-
-__all__ = [
-    "CONSTANTS",
-    "DENSE",
-    "FUNCTIONS",
-    "OPS",
-    "Attr",
-    "Op",
-    "Shape",
-    "ShapeError",
-    "align",
-    "broadcast",
-    "index_shape",
-    "markdown_table",
-    "register_function",
-    "replace_table",
-]
 
 
 class ShapeError(ValueError):
@@ -193,9 +178,6 @@ class Op:
         return f"{self.name}({', '.join(names)})"
 
 
-# --- shape rules ----------------------------------------------------------
-
-
 def broadcast(*shapes: Shape) -> Shape:
     """NumPy broadcasting of per-sample shapes."""
     ndim = max((len(s) for s in shapes), default=0)
@@ -208,46 +190,6 @@ def broadcast(*shapes: Shape) -> Shape:
             raise ShapeError(f"shapes {shown} do not broadcast")
         out.append(sizes.pop() if sizes else 1)
     return tuple(out)
-
-
-def _scalar(*shapes: Shape, **attrs: Any) -> Shape:
-    return ()
-
-
-def _same(shape: Shape) -> Shape:
-    if not shape:
-        raise ShapeError("needs a vector, got a scalar")
-    return shape
-
-
-def _matmul_shape(a: Shape, b: Shape) -> Shape:
-    if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
-        raise ShapeError(f"@ needs vectors or matrices, got shapes {list(a)} and {list(b)}")
-    if a[-1] != b[0]:
-        raise ShapeError(f"@ needs matching inner sizes, got shapes {list(a)} and {list(b)} ({a[-1]} != {b[0]})")
-    return a[:-1] + b[1:]
-
-
-def _dot_shape(a: Shape, b: Shape) -> Shape:
-    if len(a) != 1 or a != b:
-        raise ShapeError(f"dot needs two vectors of one length, got shapes {list(a)} and {list(b)}")
-    return ()
-
-
-def _transpose_shape(a: Shape) -> Shape:
-    if len(a) > 2:
-        raise ShapeError(f".T needs a vector or a matrix, got shape {list(a)}")
-    return a[::-1]
-
-
-def index_shape(shape: Shape, index: tuple[int, ...]) -> Shape:
-    """Shape after ``v[i]`` / ``M[i, j]`` with integer constants."""
-    if len(index) > len(shape):
-        raise ShapeError(f"{len(index)} indices into a value of shape {list(shape)}")
-    for i, size in zip(index, shape):
-        if not -size <= i < size:
-            raise ShapeError(f"index {i} is out of range for an axis of size {size}")
-    return shape[len(index) :]
 
 
 # --- helpers for the forms ------------------------------------------------
@@ -291,58 +233,10 @@ def _size(shape: Shape) -> int:
     return n
 
 
-def _matmul(mod: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
-    if ra == 1 and rb == 1:
-        return _sum(mod, a * b, 1)
-    if mod.__name__ == "sympy":
-        return _sympy_matmul(mod, a, b, ra, rb)
-    if rb == 1:
-        return mod.matmul(a, b[..., None])[..., 0]
-    if ra == 1:
-        return mod.matmul(a[..., None, :], b)[..., 0, :]
-    return mod.matmul(a, b)
-
-
-def _sympy_matmul(S: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
-    """Each output element's sum built in one ``Add`` (``np.matmul`` adds pairwise: quadratic in SymPy)."""
+def _object(x: Any) -> Any:
     import numpy as np
 
-    A = np.asarray(a, dtype=object)
-    B = np.asarray(b, dtype=object)
-    A2 = A.reshape(1, -1) if ra == 1 else A
-    B2 = B.reshape(-1, 1) if rb == 1 else B
-    out = np.empty((A2.shape[0], B2.shape[1]), dtype=object)
-    for i in range(A2.shape[0]):
-        for j in range(B2.shape[1]):
-            out[i, j] = S.Add(*[A2[i, t] * B2[t, j] for t in range(A2.shape[1])])
-    return out.reshape(A.shape[:-1] + B.shape[1:])
-
-
-def _softmax(mod: Any, x: Any) -> Any:
-    if mod.__name__ == "sympy":
-        import numpy as np
-
-        ex = _each(mod.exp, x)
-        total = ex.sum(axis=-1, keepdims=True)
-        return np.asarray(ex / total, dtype=object)
-    if mod.__name__ == "torch":
-        return mod.softmax(x, dim=-1)
-    shifted = x - x.max(axis=-1, keepdims=True).real
-    ex = mod.exp(shifted)
-    return ex / ex.sum(axis=-1, keepdims=True)
-
-
-def _logsumexp(mod: Any, x: Any, rank: int) -> Any:
-    if mod.__name__ == "torch":
-        return mod.logsumexp(x.reshape(x.shape[: x.dim() - rank] + (-1,)), dim=-1)
-    if mod.__name__ == "sympy":
-        return _each(mod.log, _sum(mod, _each(mod.exp, x), rank))
-    flat = x.reshape(x.shape[: x.ndim - rank] + (-1,))
-    top = flat.real.max(axis=-1, keepdims=True)
-    return mod.log(mod.exp(flat - top).sum(axis=-1)) + top[..., 0]
-
-
-# --- mpmath: exact values on the expression as written ---------------------
+    return np.asarray(x, dtype=object)
 
 
 def _guarded(M: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -379,15 +273,6 @@ def _mp(M: Any, fn: Callable[..., Any], *args: Any) -> Any:
     return np.asarray(np.frompyfunc(g, len(args), 1)(*args), dtype=object)
 
 
-def _mp_atan2(M: Any) -> Callable[[Any, Any], Any]:
-    def atan2(a: Any, b: Any) -> Any:
-        if a == 0 and b == 0:
-            return M.nan  # the angle of the origin is undefined (SymPy: nan)
-        return M.atan2(a, b)
-
-    return atan2
-
-
 def _mp_sum(x: Any, rank: int) -> Any:
     """Sum over the last ``rank`` axes of an object array (nan stays nan)."""
     import numpy as np
@@ -396,27 +281,6 @@ def _mp_sum(x: Any, rank: int) -> Any:
         return x
     out = np.asarray(x, dtype=object).sum(axis=_axes(rank))
     return np.asarray(out, dtype=object) if isinstance(out, np.ndarray) else out
-
-
-def _mp_matmul(M: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
-    import numpy as np
-
-    a = np.asarray(a, dtype=object)
-    b = np.asarray(b, dtype=object)
-    if ra == 1 and rb == 1:
-        return _mp_sum(a * b, 1)
-    return np.asarray(_matmul(np, a, b, ra, rb), dtype=object)
-
-
-def _mp_softmax(M: Any, x: Any) -> Any:
-    import numpy as np
-
-    ex = _mp(M, M.exp, x)
-    return _mp(M, operator.truediv, ex, np.asarray(ex, dtype=object).sum(axis=-1, keepdims=True))
-
-
-def _mp_logsumexp(M: Any, x: Any, rank: int) -> Any:
-    return _mp(M, M.log, _mp_sum(_mp(M, M.exp, x), rank))
 
 
 # --- the table ------------------------------------------------------------
@@ -495,178 +359,6 @@ def structural(
             symbol=symbol, precedence=precedence,
         )
     )  # fmt: skip
-
-
-# Operators (written as syntax, not calls). Precedence as Python's: + - 1, * / @ 2, unary - 3,
-# ** 4 (right-associative; its exponent may be a unary minus), postfix .T and [i] 5.
-elementwise("add", 2, lambda N, a, b: a + b, lambda T, a, b: a + b, lambda S, a, b: a + b, lambda M, a, b: _mp(M, operator.add, a, b), "a + b", notation="infix", symbol="+", precedence=1, associative=True)  # fmt: skip
-elementwise("sub", 2, lambda N, a, b: a - b, lambda T, a, b: a - b, lambda S, a, b: a - b, lambda M, a, b: _mp(M, operator.sub, a, b), "a - b", notation="infix", symbol="-", precedence=1)  # fmt: skip
-elementwise("mul", 2, lambda N, a, b: a * b, lambda T, a, b: a * b, lambda S, a, b: a * b, lambda M, a, b: _mp(M, operator.mul, a, b), "a * b", notation="infix", symbol="*", precedence=2, associative=True)  # fmt: skip
-elementwise("div", 2, lambda N, a, b: a / b, lambda T, a, b: a / b, lambda S, a, b: a / b, lambda M, a, b: _mp(M, operator.truediv, a, b), "a / b", notation="infix", symbol="/", precedence=2)  # fmt: skip
-elementwise("pow", 2, lambda N, a, b: a**b, lambda T, a, b: a**b, lambda S, a, b: a**b, lambda M, a, b: _mp(M, operator.pow, a, b), "a ** b", notation="infix", symbol="**", precedence=4, right=True)  # fmt: skip
-elementwise("neg", 1, lambda N, a: -a, lambda T, a: -a, lambda S, a: -a, lambda M, a: _mp(M, operator.neg, a), "-a", notation="prefix", symbol="-", precedence=3)  # fmt: skip
-structural(
-    "matmul", 2,
-    lambda N, args, shapes: _matmul(N, args[0], args[1], len(shapes[0]), len(shapes[1])),
-    lambda T, args, shapes: _matmul(T, args[0], args[1], len(shapes[0]), len(shapes[1])),
-    lambda S, args, shapes: _matmul(S, args[0], args[1], len(shapes[0]), len(shapes[1])),
-    lambda M, args, shapes: _mp_matmul(M, args[0], args[1], len(shapes[0]), len(shapes[1])),
-    _matmul_shape, "a @ b: matrix product of vectors and matrices",
-    incremental=inc.matvec, notation="infix", symbol="@", precedence=2,
-)  # fmt: skip
-structural(
-    "T", 1,
-    lambda N, args, shapes: args[0] if len(shapes[0]) < 2 else N.swapaxes(args[0], -1, -2),
-    lambda T, args, shapes: args[0] if len(shapes[0]) < 2 else args[0].transpose(-1, -2),
-    lambda S, args, shapes: args[0] if len(shapes[0]) < 2 else args[0].T,
-    lambda M, args, shapes: args[0] if len(shapes[0]) < 2 else _object(args[0]).swapaxes(-1, -2),
-    _transpose_shape, "M.T: transpose (a vector is unchanged)",
-    incremental=inc.transpose, notation="postfix", symbol=".T", precedence=5,
-)  # fmt: skip
-structural(
-    "index", 1,
-    lambda N, args, shapes, index: args[0][(Ellipsis,) + _trailing_index(index, shapes[0])],
-    lambda T, args, shapes, index: args[0][(Ellipsis,) + _trailing_index(index, shapes[0])],
-    lambda S, args, shapes, index: _object(args[0][index]),
-    lambda M, args, shapes, index: _object(_object(args[0])[(Ellipsis,) + _trailing_index(index, shapes[0])]),
-    lambda shape, index=(): index_shape(shape, index), "v[i], M[i, j]: integer constant indices",
-    incremental=inc.index, attrs=(Attr("index", (), ("ints",)),), notation="index", symbol="[]", precedence=5,
-)  # fmt: skip
-
-
-def _trailing_index(index: tuple[int, ...], shape: Shape) -> tuple[Any, ...]:
-    """``index`` applied to the per-sample axes, after any batch axes."""
-    return tuple(index) + (slice(None),) * (len(shape) - len(index))
-
-
-def _object(x: Any) -> Any:
-    import numpy as np
-
-    return np.asarray(x, dtype=object)
-
-
-# Elementwise functions: one line each. `N` is numpy, `T` torch, `S` sympy, `M` mpmath.
-# Note: numpy forms must accept complex input where the function is analytic
-# (the complex-step finite difference uses them).
-elementwise("exp", 1, lambda N, x: N.exp(x), lambda T, x: T.exp(x), lambda S, x: _each(S.exp, x), lambda M, x: _mp(M, M.exp, x), "e to the x")  # fmt: skip
-elementwise("log", 1, lambda N, x: N.log(x), lambda T, x: T.log(x), lambda S, x: _each(S.log, x), lambda M, x: _mp(M, M.log, x), "natural logarithm")  # fmt: skip
-elementwise("log1p", 1, lambda N, x: N.log1p(x), lambda T, x: T.log1p(x), lambda S, x: _each(lambda a: S.log(1 + a), x), lambda M, x: _mp(M, M.log1p, x), "log(1 + x), accurate for small x")  # fmt: skip
-elementwise("expm1", 1, lambda N, x: N.expm1(x), lambda T, x: T.expm1(x), lambda S, x: _each(lambda a: S.exp(a) - 1, x), lambda M, x: _mp(M, M.expm1, x), "exp(x) - 1, accurate for small x")  # fmt: skip
-elementwise("sqrt", 1, lambda N, x: N.sqrt(x), lambda T, x: T.sqrt(x), lambda S, x: _each(S.sqrt, x), lambda M, x: _mp(M, M.sqrt, x), "square root")  # fmt: skip
-elementwise(
-    "abs", 1, lambda N, x: N.abs(x), lambda T, x: T.abs(x), lambda S, x: _each(S.Abs, x), lambda M, x: _mp(M, M.fabs, x),
-    "absolute value",
-    kink=lambda N, x: x, kink_doc="at 0", analytic=False,
-    convention="torch: abs'(0) = 0; SymPy: sign(0) = 0; central difference: the average of both sides",
-)  # fmt: skip
-elementwise("sin", 1, lambda N, x: N.sin(x), lambda T, x: T.sin(x), lambda S, x: _each(S.sin, x), lambda M, x: _mp(M, M.sin, x), "sine")  # fmt: skip
-elementwise("cos", 1, lambda N, x: N.cos(x), lambda T, x: T.cos(x), lambda S, x: _each(S.cos, x), lambda M, x: _mp(M, M.cos, x), "cosine")  # fmt: skip
-elementwise("tan", 1, lambda N, x: N.tan(x), lambda T, x: T.tan(x), lambda S, x: _each(S.tan, x), lambda M, x: _mp(M, M.tan, x), "tangent")  # fmt: skip
-elementwise("asin", 1, lambda N, x: N.arcsin(x), lambda T, x: T.asin(x), lambda S, x: _each(S.asin, x), lambda M, x: _mp(M, M.asin, x), "inverse sine")  # fmt: skip
-elementwise("acos", 1, lambda N, x: N.arccos(x), lambda T, x: T.acos(x), lambda S, x: _each(S.acos, x), lambda M, x: _mp(M, M.acos, x), "inverse cosine")  # fmt: skip
-elementwise("atan", 1, lambda N, x: N.arctan(x), lambda T, x: T.atan(x), lambda S, x: _each(S.atan, x), lambda M, x: _mp(M, M.atan, x), "inverse tangent")  # fmt: skip
-elementwise("sinh", 1, lambda N, x: N.sinh(x), lambda T, x: T.sinh(x), lambda S, x: _each(S.sinh, x), lambda M, x: _mp(M, M.sinh, x), "hyperbolic sine")  # fmt: skip
-elementwise("cosh", 1, lambda N, x: N.cosh(x), lambda T, x: T.cosh(x), lambda S, x: _each(S.cosh, x), lambda M, x: _mp(M, M.cosh, x), "hyperbolic cosine")  # fmt: skip
-elementwise("tanh", 1, lambda N, x: N.tanh(x), lambda T, x: T.tanh(x), lambda S, x: _each(S.tanh, x), lambda M, x: _mp(M, M.tanh, x), "hyperbolic tangent")  # fmt: skip
-elementwise("asinh", 1, lambda N, x: N.arcsinh(x), lambda T, x: T.asinh(x), lambda S, x: _each(S.asinh, x), lambda M, x: _mp(M, M.asinh, x), "inverse hyperbolic sine")  # fmt: skip
-elementwise("acosh", 1, lambda N, x: N.arccosh(x), lambda T, x: T.acosh(x), lambda S, x: _each(S.acosh, x), lambda M, x: _mp(M, M.acosh, x), "inverse hyperbolic cosine")  # fmt: skip
-elementwise("atanh", 1, lambda N, x: N.arctanh(x), lambda T, x: T.atanh(x), lambda S, x: _each(S.atanh, x), lambda M, x: _mp(M, M.atanh, x), "inverse hyperbolic tangent")  # fmt: skip
-elementwise(
-    "sigmoid", 1, lambda N, x: 1 / (1 + N.exp(-x)), lambda T, x: T.sigmoid(x),
-    lambda S, x: _each(lambda a: 1 / (1 + S.exp(-a)), x), lambda M, x: _mp(M, lambda a: 1 / (1 + M.exp(-a)), x),
-    "logistic function 1 / (1 + exp(-x))",
-)  # fmt: skip
-elementwise(
-    "softplus", 1, lambda N, x: N.log1p(N.exp(-N.abs(x))) + N.maximum(x, 0) if not N.iscomplexobj(x) else N.log(1 + N.exp(x)),
-    lambda T, x: T.nn.functional.softplus(x),
-    lambda S, x: _each(lambda a: S.log(1 + S.exp(a)), x), lambda M, x: _mp(M, lambda a: M.log1p(M.exp(a)), x),
-    "log(1 + exp(x)), computed stably", analytic=False,
-)  # fmt: skip
-elementwise(
-    "relu", 1, lambda N, x: N.maximum(x, 0), lambda T, x: T.relu(x), lambda S, x: _each(lambda a: S.Max(0, a), x),
-    lambda M, x: _mp(M, lambda a: max(a, M.mpf(0)), x),
-    "max(x, 0)",
-    kink=lambda N, x: x, kink_doc="at 0", analytic=False,
-    convention="torch: relu'(0) = 0; SymPy: Heaviside(0) = 1/2; central difference: the average of both sides",
-)  # fmt: skip
-elementwise("erf", 1, lambda N, x: _np_erf(x), lambda T, x: T.erf(x), lambda S, x: _each(S.erf, x), lambda M, x: _mp(M, M.erf, x), "error function", analytic=False)  # fmt: skip
-elementwise(
-    "max", 2, lambda N, a, b: N.maximum(a, b), lambda T, a, b: T.maximum(T.as_tensor(a), T.as_tensor(b)),
-    lambda S, a, b: _each(S.Max, a, b), lambda M, a, b: _mp(M, max, a, b), "the larger of a and b",
-    kink=lambda N, a, b: a - b, kink_doc="where a = b", analytic=False,
-    convention="torch: a tie splits the gradient evenly (1/2 each); SymPy: Heaviside(0) = 1/2; central difference: the average of both sides",
-)  # fmt: skip
-elementwise(
-    "min", 2, lambda N, a, b: N.minimum(a, b), lambda T, a, b: T.minimum(T.as_tensor(a), T.as_tensor(b)),
-    lambda S, a, b: _each(S.Min, a, b), lambda M, a, b: _mp(M, min, a, b), "the smaller of a and b",
-    kink=lambda N, a, b: a - b, kink_doc="where a = b", analytic=False,
-    convention="torch: a tie splits the gradient evenly (1/2 each); SymPy: Heaviside(0) = 1/2; central difference: the average of both sides",
-)  # fmt: skip
-elementwise(
-    "atan2", 2, lambda N, a, b: N.arctan2(a, b), lambda T, a, b: T.atan2(T.as_tensor(a), T.as_tensor(b)),
-    lambda S, a, b: _each(S.atan2, a, b), lambda M, a, b: _mp(M, _mp_atan2(M), a, b), "angle of the point (b, a)",
-    analytic=False,
-)  # fmt: skip
-
-# Reductions and vector functions.
-structural(
-    "sum", 1,
-    lambda N, args, shapes: _sum(N, args[0], len(shapes[0])),
-    lambda T, args, shapes: _sum(T, args[0], len(shapes[0])),
-    lambda S, args, shapes: _object(_sum(S, args[0], len(shapes[0]))),
-    lambda M, args, shapes: _mp_sum(args[0], len(shapes[0])),
-    _scalar, "sum of all elements", incremental=inc.changed_sum,
-)  # fmt: skip
-structural(
-    "mean", 1,
-    lambda N, args, shapes: _sum(N, args[0], len(shapes[0])) / _size(shapes[0]),
-    lambda T, args, shapes: _sum(T, args[0], len(shapes[0])) / _size(shapes[0]),
-    lambda S, args, shapes: _object(_sum(S, args[0], len(shapes[0])) / S.Integer(_size(shapes[0]))),
-    lambda M, args, shapes: _mp(M, operator.truediv, _mp_sum(args[0], len(shapes[0])), M.mpf(_size(shapes[0]))),
-    _scalar, "mean of all elements", incremental=inc.changed_mean,
-)  # fmt: skip
-structural(
-    "dot", 2,
-    lambda N, args, shapes: _sum(N, args[0] * args[1], 1),
-    lambda T, args, shapes: _sum(T, args[0] * args[1], 1),
-    lambda S, args, shapes: _object(_sum(S, args[0] * args[1], 1)),
-    lambda M, args, shapes: _mp_sum(_mp(M, operator.mul, args[0], args[1]), 1),
-    _dot_shape, "dot product of two vectors of one length", incremental=inc.dot,
-)  # fmt: skip
-structural(
-    "norm", 1,
-    lambda N, args, shapes: N.sqrt(_sum(N, args[0] * args[0], len(shapes[0]))),
-    lambda T, args, shapes: T.sqrt(_sum(T, args[0] * args[0], len(shapes[0]))),
-    lambda S, args, shapes: _each(S.sqrt, _object(_sum(S, args[0] * args[0], len(shapes[0])))),
-    lambda M, args, shapes: _mp(M, M.sqrt, _mp_sum(_mp(M, operator.mul, args[0], args[0]), len(shapes[0]))),
-    _scalar, "Euclidean norm sqrt(sum(v**2))", incremental=DENSE,
-)  # fmt: skip
-structural(
-    "logsumexp", 1,
-    lambda N, args, shapes: _logsumexp(N, args[0], len(shapes[0])),
-    lambda T, args, shapes: _logsumexp(T, args[0], len(shapes[0])),
-    lambda S, args, shapes: _logsumexp(S, args[0], len(shapes[0])),
-    lambda M, args, shapes: _mp_logsumexp(M, args[0], len(shapes[0])),
-    _scalar, "log(sum(exp(v))), computed without overflow", incremental=DENSE,
-)  # fmt: skip
-structural(
-    "softmax", 1,
-    lambda N, args, shapes: _softmax(N, args[0]),
-    lambda T, args, shapes: _softmax(T, args[0]),
-    lambda S, args, shapes: _softmax(S, args[0]),
-    lambda M, args, shapes: _mp_softmax(M, args[0]),
-    _same, "exp(v) / sum(exp(v)) along the last axis", incremental=DENSE,
-)  # fmt: skip
-
-
-def _np_erf(x: Any) -> Any:
-    import math
-
-    import numpy as np
-
-    if np.iscomplexobj(x):
-        raise TypeError("erf has no complex form here")
-    return np.vectorize(math.erf, otypes=[x.dtype if hasattr(x, "dtype") else float])(x)
 
 
 # --- the docs table -------------------------------------------------------

@@ -1,0 +1,112 @@
+"""The operators: + - * / ** unary -, @ (matrix product), .T and integer indexing."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from .. import incremental as inc
+from .core import Attr, Shape, ShapeError, _mp, _mp_sum, _object, _sum, elementwise, structural
+
+
+def _matmul_shape(a: Shape, b: Shape) -> Shape:
+    if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
+        raise ShapeError(f"@ needs vectors or matrices, got shapes {list(a)} and {list(b)}")
+    if a[-1] != b[0]:
+        raise ShapeError(f"@ needs matching inner sizes, got shapes {list(a)} and {list(b)} ({a[-1]} != {b[0]})")
+    return a[:-1] + b[1:]
+
+
+def _transpose_shape(a: Shape) -> Shape:
+    if len(a) > 2:
+        raise ShapeError(f".T needs a vector or a matrix, got shape {list(a)}")
+    return a[::-1]
+
+
+def index_shape(shape: Shape, index: tuple[int, ...]) -> Shape:
+    """Shape after ``v[i]`` / ``M[i, j]`` with integer constants."""
+    if len(index) > len(shape):
+        raise ShapeError(f"{len(index)} indices into a value of shape {list(shape)}")
+    for i, size in zip(index, shape):
+        if not -size <= i < size:
+            raise ShapeError(f"index {i} is out of range for an axis of size {size}")
+    return shape[len(index) :]
+
+
+def _matmul(mod: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
+    if ra == 1 and rb == 1:
+        return _sum(mod, a * b, 1)
+    if mod.__name__ == "sympy":
+        return _sympy_matmul(mod, a, b, ra, rb)
+    if rb == 1:
+        return mod.matmul(a, b[..., None])[..., 0]
+    if ra == 1:
+        return mod.matmul(a[..., None, :], b)[..., 0, :]
+    return mod.matmul(a, b)
+
+
+def _sympy_matmul(S: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
+    """Each output element's sum built in one ``Add`` (``np.matmul`` adds pairwise: quadratic in SymPy)."""
+    import numpy as np
+
+    A = np.asarray(a, dtype=object)
+    B = np.asarray(b, dtype=object)
+    A2 = A.reshape(1, -1) if ra == 1 else A
+    B2 = B.reshape(-1, 1) if rb == 1 else B
+    out = np.empty((A2.shape[0], B2.shape[1]), dtype=object)
+    for i in range(A2.shape[0]):
+        for j in range(B2.shape[1]):
+            out[i, j] = S.Add(*[A2[i, t] * B2[t, j] for t in range(A2.shape[1])])
+    return out.reshape(A.shape[:-1] + B.shape[1:])
+
+
+def _mp_matmul(M: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
+    import numpy as np
+
+    a = np.asarray(a, dtype=object)
+    b = np.asarray(b, dtype=object)
+    if ra == 1 and rb == 1:
+        return _mp_sum(a * b, 1)
+    return np.asarray(_matmul(np, a, b, ra, rb), dtype=object)
+
+
+def _trailing_index(index: tuple[int, ...], shape: Shape) -> tuple[Any, ...]:
+    """``index`` applied to the per-sample axes, after any batch axes."""
+    return tuple(index) + (slice(None),) * (len(shape) - len(index))
+
+
+# Operators (written as syntax, not calls). Precedence as Python's: + - 1, * / @ 2, unary - 3,
+# ** 4 (right-associative; its exponent may be a unary minus), postfix .T and [i] 5.
+elementwise("add", 2, lambda N, a, b: a + b, lambda T, a, b: a + b, lambda S, a, b: a + b, lambda M, a, b: _mp(M, operator.add, a, b), "a + b", notation="infix", symbol="+", precedence=1, associative=True)  # fmt: skip
+elementwise("sub", 2, lambda N, a, b: a - b, lambda T, a, b: a - b, lambda S, a, b: a - b, lambda M, a, b: _mp(M, operator.sub, a, b), "a - b", notation="infix", symbol="-", precedence=1)  # fmt: skip
+elementwise("mul", 2, lambda N, a, b: a * b, lambda T, a, b: a * b, lambda S, a, b: a * b, lambda M, a, b: _mp(M, operator.mul, a, b), "a * b", notation="infix", symbol="*", precedence=2, associative=True)  # fmt: skip
+elementwise("div", 2, lambda N, a, b: a / b, lambda T, a, b: a / b, lambda S, a, b: a / b, lambda M, a, b: _mp(M, operator.truediv, a, b), "a / b", notation="infix", symbol="/", precedence=2)  # fmt: skip
+elementwise("pow", 2, lambda N, a, b: a**b, lambda T, a, b: a**b, lambda S, a, b: a**b, lambda M, a, b: _mp(M, operator.pow, a, b), "a ** b", notation="infix", symbol="**", precedence=4, right=True)  # fmt: skip
+elementwise("neg", 1, lambda N, a: -a, lambda T, a: -a, lambda S, a: -a, lambda M, a: _mp(M, operator.neg, a), "-a", notation="prefix", symbol="-", precedence=3)  # fmt: skip
+structural(
+    "matmul", 2,
+    lambda N, args, shapes: _matmul(N, args[0], args[1], len(shapes[0]), len(shapes[1])),
+    lambda T, args, shapes: _matmul(T, args[0], args[1], len(shapes[0]), len(shapes[1])),
+    lambda S, args, shapes: _matmul(S, args[0], args[1], len(shapes[0]), len(shapes[1])),
+    lambda M, args, shapes: _mp_matmul(M, args[0], args[1], len(shapes[0]), len(shapes[1])),
+    _matmul_shape, "a @ b: matrix product of vectors and matrices",
+    incremental=inc.matvec, notation="infix", symbol="@", precedence=2,
+)  # fmt: skip
+structural(
+    "T", 1,
+    lambda N, args, shapes: args[0] if len(shapes[0]) < 2 else N.swapaxes(args[0], -1, -2),
+    lambda T, args, shapes: args[0] if len(shapes[0]) < 2 else args[0].transpose(-1, -2),
+    lambda S, args, shapes: args[0] if len(shapes[0]) < 2 else args[0].T,
+    lambda M, args, shapes: args[0] if len(shapes[0]) < 2 else _object(args[0]).swapaxes(-1, -2),
+    _transpose_shape, "M.T: transpose (a vector is unchanged)",
+    incremental=inc.transpose, notation="postfix", symbol=".T", precedence=5,
+)  # fmt: skip
+structural(
+    "index", 1,
+    lambda N, args, shapes, index: args[0][(Ellipsis,) + _trailing_index(index, shapes[0])],
+    lambda T, args, shapes, index: args[0][(Ellipsis,) + _trailing_index(index, shapes[0])],
+    lambda S, args, shapes, index: _object(args[0][index]),
+    lambda M, args, shapes, index: _object(_object(args[0])[(Ellipsis,) + _trailing_index(index, shapes[0])]),
+    lambda shape, index=(): index_shape(shape, index), "v[i], M[i, j]: integer constant indices",
+    incremental=inc.index, attrs=(Attr("index", (), ("ints",)),), notation="index", symbol="[]", precedence=5,
+)  # fmt: skip

@@ -1,0 +1,91 @@
+"""Elementwise functions: one entry each (`N` is numpy, `T` torch, `S` sympy, `M` mpmath)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .core import _each, _mp, elementwise
+
+
+def _np_erf(x: Any) -> Any:
+    import math
+
+    import numpy as np
+
+    if np.iscomplexobj(x):
+        raise TypeError("erf has no complex form here")
+    return np.vectorize(math.erf, otypes=[x.dtype if hasattr(x, "dtype") else float])(x)
+
+
+def _mp_atan2(M: Any) -> Callable[[Any, Any], Any]:
+    def atan2(a: Any, b: Any) -> Any:
+        if a == 0 and b == 0:
+            return M.nan  # the angle of the origin is undefined (SymPy: nan)
+        return M.atan2(a, b)
+
+    return atan2
+
+
+# Elementwise functions: one line each. `N` is numpy, `T` torch, `S` sympy, `M` mpmath.
+# Note: numpy forms must accept complex input where the function is analytic
+# (the complex-step finite difference uses them).
+elementwise("exp", 1, lambda N, x: N.exp(x), lambda T, x: T.exp(x), lambda S, x: _each(S.exp, x), lambda M, x: _mp(M, M.exp, x), "e to the x")  # fmt: skip
+elementwise("log", 1, lambda N, x: N.log(x), lambda T, x: T.log(x), lambda S, x: _each(S.log, x), lambda M, x: _mp(M, M.log, x), "natural logarithm")  # fmt: skip
+elementwise("log1p", 1, lambda N, x: N.log1p(x), lambda T, x: T.log1p(x), lambda S, x: _each(lambda a: S.log(1 + a), x), lambda M, x: _mp(M, M.log1p, x), "log(1 + x), accurate for small x")  # fmt: skip
+elementwise("expm1", 1, lambda N, x: N.expm1(x), lambda T, x: T.expm1(x), lambda S, x: _each(lambda a: S.exp(a) - 1, x), lambda M, x: _mp(M, M.expm1, x), "exp(x) - 1, accurate for small x")  # fmt: skip
+elementwise("sqrt", 1, lambda N, x: N.sqrt(x), lambda T, x: T.sqrt(x), lambda S, x: _each(S.sqrt, x), lambda M, x: _mp(M, M.sqrt, x), "square root")  # fmt: skip
+elementwise(
+    "abs", 1, lambda N, x: N.abs(x), lambda T, x: T.abs(x), lambda S, x: _each(S.Abs, x), lambda M, x: _mp(M, M.fabs, x),
+    "absolute value",
+    kink=lambda N, x: x, kink_doc="at 0", analytic=False,
+    convention="torch: abs'(0) = 0; SymPy: sign(0) = 0; central difference: the average of both sides",
+)  # fmt: skip
+elementwise("sin", 1, lambda N, x: N.sin(x), lambda T, x: T.sin(x), lambda S, x: _each(S.sin, x), lambda M, x: _mp(M, M.sin, x), "sine")  # fmt: skip
+elementwise("cos", 1, lambda N, x: N.cos(x), lambda T, x: T.cos(x), lambda S, x: _each(S.cos, x), lambda M, x: _mp(M, M.cos, x), "cosine")  # fmt: skip
+elementwise("tan", 1, lambda N, x: N.tan(x), lambda T, x: T.tan(x), lambda S, x: _each(S.tan, x), lambda M, x: _mp(M, M.tan, x), "tangent")  # fmt: skip
+elementwise("asin", 1, lambda N, x: N.arcsin(x), lambda T, x: T.asin(x), lambda S, x: _each(S.asin, x), lambda M, x: _mp(M, M.asin, x), "inverse sine")  # fmt: skip
+elementwise("acos", 1, lambda N, x: N.arccos(x), lambda T, x: T.acos(x), lambda S, x: _each(S.acos, x), lambda M, x: _mp(M, M.acos, x), "inverse cosine")  # fmt: skip
+elementwise("atan", 1, lambda N, x: N.arctan(x), lambda T, x: T.atan(x), lambda S, x: _each(S.atan, x), lambda M, x: _mp(M, M.atan, x), "inverse tangent")  # fmt: skip
+elementwise("sinh", 1, lambda N, x: N.sinh(x), lambda T, x: T.sinh(x), lambda S, x: _each(S.sinh, x), lambda M, x: _mp(M, M.sinh, x), "hyperbolic sine")  # fmt: skip
+elementwise("cosh", 1, lambda N, x: N.cosh(x), lambda T, x: T.cosh(x), lambda S, x: _each(S.cosh, x), lambda M, x: _mp(M, M.cosh, x), "hyperbolic cosine")  # fmt: skip
+elementwise("tanh", 1, lambda N, x: N.tanh(x), lambda T, x: T.tanh(x), lambda S, x: _each(S.tanh, x), lambda M, x: _mp(M, M.tanh, x), "hyperbolic tangent")  # fmt: skip
+elementwise("asinh", 1, lambda N, x: N.arcsinh(x), lambda T, x: T.asinh(x), lambda S, x: _each(S.asinh, x), lambda M, x: _mp(M, M.asinh, x), "inverse hyperbolic sine")  # fmt: skip
+elementwise("acosh", 1, lambda N, x: N.arccosh(x), lambda T, x: T.acosh(x), lambda S, x: _each(S.acosh, x), lambda M, x: _mp(M, M.acosh, x), "inverse hyperbolic cosine")  # fmt: skip
+elementwise("atanh", 1, lambda N, x: N.arctanh(x), lambda T, x: T.atanh(x), lambda S, x: _each(S.atanh, x), lambda M, x: _mp(M, M.atanh, x), "inverse hyperbolic tangent")  # fmt: skip
+elementwise(
+    "sigmoid", 1, lambda N, x: 1 / (1 + N.exp(-x)), lambda T, x: T.sigmoid(x),
+    lambda S, x: _each(lambda a: 1 / (1 + S.exp(-a)), x), lambda M, x: _mp(M, lambda a: 1 / (1 + M.exp(-a)), x),
+    "logistic function 1 / (1 + exp(-x))",
+)  # fmt: skip
+elementwise(
+    "softplus", 1, lambda N, x: N.log1p(N.exp(-N.abs(x))) + N.maximum(x, 0) if not N.iscomplexobj(x) else N.log(1 + N.exp(x)),
+    lambda T, x: T.nn.functional.softplus(x),
+    lambda S, x: _each(lambda a: S.log(1 + S.exp(a)), x), lambda M, x: _mp(M, lambda a: M.log1p(M.exp(a)), x),
+    "log(1 + exp(x)), computed stably", analytic=False,
+)  # fmt: skip
+elementwise(
+    "relu", 1, lambda N, x: N.maximum(x, 0), lambda T, x: T.relu(x), lambda S, x: _each(lambda a: S.Max(0, a), x),
+    lambda M, x: _mp(M, lambda a: max(a, M.mpf(0)), x),
+    "max(x, 0)",
+    kink=lambda N, x: x, kink_doc="at 0", analytic=False,
+    convention="torch: relu'(0) = 0; SymPy: Heaviside(0) = 1/2; central difference: the average of both sides",
+)  # fmt: skip
+elementwise("erf", 1, lambda N, x: _np_erf(x), lambda T, x: T.erf(x), lambda S, x: _each(S.erf, x), lambda M, x: _mp(M, M.erf, x), "error function", analytic=False)  # fmt: skip
+elementwise(
+    "max", 2, lambda N, a, b: N.maximum(a, b), lambda T, a, b: T.maximum(T.as_tensor(a), T.as_tensor(b)),
+    lambda S, a, b: _each(S.Max, a, b), lambda M, a, b: _mp(M, max, a, b), "the larger of a and b",
+    kink=lambda N, a, b: a - b, kink_doc="where a = b", analytic=False,
+    convention="torch: a tie splits the gradient evenly (1/2 each); SymPy: Heaviside(0) = 1/2; central difference: the average of both sides",
+)  # fmt: skip
+elementwise(
+    "min", 2, lambda N, a, b: N.minimum(a, b), lambda T, a, b: T.minimum(T.as_tensor(a), T.as_tensor(b)),
+    lambda S, a, b: _each(S.Min, a, b), lambda M, a, b: _mp(M, min, a, b), "the smaller of a and b",
+    kink=lambda N, a, b: a - b, kink_doc="where a = b", analytic=False,
+    convention="torch: a tie splits the gradient evenly (1/2 each); SymPy: Heaviside(0) = 1/2; central difference: the average of both sides",
+)  # fmt: skip
+elementwise(
+    "atan2", 2, lambda N, a, b: N.arctan2(a, b), lambda T, a, b: T.atan2(T.as_tensor(a), T.as_tensor(b)),
+    lambda S, a, b: _each(S.atan2, a, b), lambda M, a, b: _mp(M, _mp_atan2(M), a, b), "angle of the point (b, a)",
+    analytic=False,
+)  # fmt: skip
