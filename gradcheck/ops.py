@@ -175,7 +175,12 @@ def _matmul(mod: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
     if mod.__name__ == "sympy":
         import numpy as np
 
-        return np.asarray(np.matmul(a, b), dtype=object)
+        a2, b2 = (
+            np.asarray(a, dtype=object).reshape((-1, a.shape[-1])),
+            np.asarray(b, dtype=object).reshape((b.shape[0], -1)),
+        )
+        out = _sum(mod, (a2[:, None, :] * b2.T[None, :, :]), 1)  # one Add per element, not np.matmul's pairwise +
+        return np.asarray(out, dtype=object).reshape(np.shape(a)[:-1] + np.shape(b)[1:])
     if rb == 1:
         return mod.matmul(a, b[..., None])[..., 0]
     if ra == 1:

@@ -1,0 +1,77 @@
+"""Exact numbers to float64: per-sample mpmath columns reduced into a :class:`Gradients`.
+
+Only the final sums over samples (``mpmath.fsum`` at :data:`DPS` digits) are
+rounded to float64, so the symbolic column is exact to the last bit where
+float evaluation is not (overflow, cancellation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import Gradients
+
+if TYPE_CHECKING:
+    from ...model import Model
+
+#: Significant digits of the mpmath evaluation.
+DPS = 40
+
+#: Exceptions an mpmath evaluation raises where a value is undefined.
+ERRORS = (ZeroDivisionError, ValueError, OverflowError, TypeError, ArithmeticError)
+
+
+def to_float(value: Any) -> float:
+    """An mpmath (or Python) number as a float; ``nan`` where it is complex or not a number."""
+    import mpmath
+
+    if isinstance(value, mpmath.mpc) or isinstance(value, complex):
+        if value.imag != 0:
+            return math.nan
+        value = value.real
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
+def reduce_exact(column: list[Any], reduction: str) -> Any:
+    """The exact sum (or mean) of one column of per-sample mpmath values."""
+    import mpmath
+
+    with mpmath.workdps(DPS):
+        total = mpmath.fsum(column) if all(not isinstance(v, mpmath.mpc) for v in column) else mpmath.nan
+        return total / len(column) if reduction == "mean" else total
+
+
+def collect(
+    model: Model, columns: list[list[Any]], layout: list[tuple[str, tuple[int, ...]]], source: str
+) -> Gradients:
+    """Reduce per-sample mpmath columns ``[loss, *grad elements]`` into a result."""
+    n = len(columns[0])
+    as_float = np.frompyfunc(to_float, 1, 1)
+    with np.errstate(invalid="ignore"):  # nan where the loss is undefined is reported, not warned about
+        per_sample = np.asarray(as_float(np.array(columns, dtype=object)), dtype=np.float64).reshape(-1, n).T
+    values: dict[str, np.ndarray] = {}
+    scale: dict[str, np.ndarray] = {}
+    k = 1
+    for name, shape in layout:
+        size = int(np.prod(shape, dtype=np.int64))
+        cols = per_sample[:, k : k + size]
+        if model.reduction == "none":
+            values[name] = cols.reshape((n,) + shape)
+            scale[name] = np.abs(values[name])
+        else:
+            reduced = [to_float(reduce_exact(columns[k + j], model.reduction)) for j in range(size)]
+            values[name] = np.array(reduced, dtype=np.float64).reshape(shape)
+            mags = np.abs(cols).sum(axis=0) / (n if model.reduction == "mean" else 1)
+            scale[name] = mags.reshape(shape)
+        k += size
+    if model.reduction == "none":
+        loss: Any = per_sample[:, 0]
+    else:
+        loss = to_float(reduce_exact(columns[0], model.reduction))
+    return Gradients(source, values, None, loss, {"scale": scale, "per_sample_loss": per_sample[:, 0]})
