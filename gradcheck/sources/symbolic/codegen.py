@@ -106,6 +106,10 @@ def _printer() -> Any:
     return Printer({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True})
 
 
+#: Sums with more terms than this are printed in their own order, not SymPy's sorted one.
+WIDE = 16
+
+
 def _compile(tape: Tape) -> None:
     printer = _printer()
     head = ["def _f(_p, _d):"]
@@ -120,6 +124,9 @@ def _compile(tape: Tape) -> None:
             return str(e.name)
         if e.is_Mul and all(a.is_Symbol for a in e.args):
             return "*".join(a.name for a in e.args)
+        # A wide sum (a layer's W @ x) as it stands: the printer would sort its terms first.
+        if e.is_Add and len(e.args) > WIDE:
+            return " + ".join(show(a) for a in e.args)
         return str(printer.doprint(e))
 
     code = [(str(t), show(e)) for t, e in tape.lines]
@@ -129,10 +136,14 @@ def _compile(tape: Tape) -> None:
     for t, e in code:
         guarded += ["    try:", f"        {t} = {e}", "    except _ERRORS:", f"        {t} = _nan"]
     guarded += ["    try:", "    " + ret, "    except _ERRORS:", f"        return [_nan] * {len(tape.outputs)}"]
-    for attr, lines in (("vectorized", plain), ("guarded", guarded)):
-        ns = _namespace()
-        exec(compile("\n".join(lines), "<gradcheck symbolic tape>", "exec"), ns)  # our own printed SymPy code
-        setattr(tape, attr, ns["_f"])
+    tape.vectorized = _load(plain)
+    tape.guarded_lines = guarded  # compiled only where a sample needs it (see :func:`run`)
+
+
+def _load(lines: list[str]) -> Any:
+    ns = _namespace()
+    exec(compile("\n".join(lines), "<gradcheck symbolic tape>", "exec"), ns)  # our own printed SymPy code
+    return ns["_f"]
 
 
 def tape_of(model: Model) -> Tape:
@@ -163,6 +174,8 @@ def run(model: Model, tape: Tape, point: dict[str, np.ndarray]) -> list[list[Any
                 return columns
         except ERRORS:
             pass
+        if tape.guarded is None:
+            tape.guarded = _load(tape.guarded_lines)
         rows = [[_item(v) for v in tape.guarded(p_args, [d[i : i + 1] for d in d_args])] for i in range(n)]
     return [list(col) for col in zip(*rows)]
 

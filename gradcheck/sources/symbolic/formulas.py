@@ -20,6 +20,7 @@ imports it lazily, and nothing here imports the data layer back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -150,6 +151,7 @@ def _entry_formula(model: Model, name: str) -> np.ndarray:
     wanted = env[name]
     active: set[Any] = set(np.asarray(wanted).reshape(-1))
     named: list[tuple[Any, Any]] = []  # (symbol, wide sum) in order of definition
+    parts: list[tuple[np.ndarray, Any, dict[str, Any]]] = []  # (symbols, IR node, its env): built on demand
 
     def name_wide(value: Any) -> Any:
         arr = np.asarray(value, dtype=object)
@@ -171,6 +173,14 @@ def _entry_formula(model: Model, name: str) -> np.ndarray:
         if node.op == "name":
             ref = str(node.value)
             return env[ref] if ref in env else interp.constant(ref, "sympy", sympy)
+        if (
+            not (set(node.names()) & ({name} | deps))
+            and sum(max(1, prod(n.shape)) for n in node.walk()) > MAX_INLINE_TERMS
+        ):
+            # A big part that does not depend on `name` (W @ x in a formula for b): named, built only if left in.
+            syms = symbols(f"_part{len(parts)}", node.shape)
+            parts.append((syms, node, dict(env)))
+            return syms if node.shape else syms.item()
         return name_wide(interp.apply(node, [run(a) for a in node.args], "sympy", sympy))
 
     # Each dependent entry, and each named sum, in terms of earlier symbols.
@@ -205,6 +215,14 @@ def _entry_formula(model: Model, name: str) -> np.ndarray:
     out = np.empty(np.shape(wanted), dtype=object)
     for idx in np.ndindex(*out.shape):
         f = sympy.Add(*adjoint.get(np.asarray(wanted)[idx], []))
+        for syms, node, part_env in parts:  # a part the chain rule left in: build it now
+            if f.free_symbols & set(np.asarray(syms).reshape(-1)):
+                value = np.broadcast_to(
+                    np.asarray(interp.run(node, part_env, "sympy", sympy), dtype=object), node.shape
+                )
+                f = f.xreplace(
+                    {syms[i]: value[i] for i in np.ndindex(*node.shape)} if node.shape else {syms.item(): value.item()}
+                )
         while back and f.free_symbols & back.keys():  # a named sum that the chain rule left in
             f = f.xreplace(back)
         out[idx] = f

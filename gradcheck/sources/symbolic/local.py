@@ -49,7 +49,8 @@ def partials(expr: Any, active: set[Any]) -> dict[Any, Any]:
                 continue
             rest = expr.func(*(factors[:i] + factors[i + 1 :]))
             for s, p in sub.items():
-                out[s] = out[s] + p * rest if s in out else p * rest
+                q = rest if p == 1 else p * rest  # d(w*x)/dw is x: no product to build (a wide layer has many)
+                out[s] = out[s] + q if s in out else q
         return out
     # A function of a few operands: differentiate its shape once (operands
     # replaced by canonical dummies) and reuse that for every element.

@@ -51,10 +51,15 @@ def collect(
     model: Model, columns: list[list[Any]], layout: list[tuple[str, tuple[int, ...]]], source: str
 ) -> Gradients:
     """Reduce per-sample mpmath columns ``[loss, *grad elements]`` into a result."""
+    import mpmath
+
     n = len(columns[0])
-    as_float = np.frompyfunc(to_float, 1, 1)
+    exact = np.array(columns, dtype=object)
     with np.errstate(invalid="ignore"):  # nan where the loss is undefined is reported, not warned about
-        per_sample = np.asarray(as_float(np.array(columns, dtype=object)), dtype=np.float64).reshape(-1, n).T
+        try:  # every value a real mpmath number: float() each, in C
+            per_sample = exact.astype(np.float64).reshape(-1, n).T
+        except (TypeError, ValueError, OverflowError):
+            per_sample = np.asarray(np.frompyfunc(to_float, 1, 1)(exact), dtype=np.float64).reshape(-1, n).T
     values: dict[str, np.ndarray] = {}
     scale: dict[str, np.ndarray] = {}
     k = 1
@@ -65,7 +70,8 @@ def collect(
             values[name] = cols.reshape((n,) + shape)
             scale[name] = np.abs(values[name])
         else:
-            reduced = [to_float(reduce_exact(columns[k + j], model.reduction)) for j in range(size)]
+            with mpmath.workdps(DPS):  # once, not once per element
+                reduced = [to_float(reduce_exact(columns[k + j], model.reduction)) for j in range(size)]
             values[name] = np.array(reduced, dtype=np.float64).reshape(shape)
             mags = np.abs(cols).sum(axis=0) / (n if model.reduction == "mean" else 1)
             scale[name] = mags.reshape(shape)

@@ -12,7 +12,7 @@ linear in the model's size, whatever its shape (a wide layer's sums are one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +35,7 @@ class Tape:
     layout: list[tuple[str, tuple[int, ...]]]
     vectorized: Any = None  # compiled: (params, data arrays) -> outputs
     guarded: Any = None  # compiled, every line in try/except: one sample at a time
+    guarded_lines: list[str] = field(default_factory=list)  # its source, compiled on first need
 
 
 def record(model: Model) -> Tape:
@@ -61,7 +62,7 @@ def record(model: Model) -> Tape:
             if local:
                 active.add(t)
                 # Reuse the value where the derivative repeats it (tanh' = 1 - tanh**2).
-                steps[t] = {s: sympy.sympify(p).xreplace({e: t}) for s, p in local.items()}
+                steps[t] = {s: _reuse(sympy.sympify(p), e, t) for s, p in local.items()}
             out[idx] = t
         return out if arr.shape else out[()]
 
@@ -105,3 +106,8 @@ def record(model: Model) -> Tape:
     data_inputs = [(k, idx, syms[idx]) for k, syms in data.items() for idx in np.ndindex(*syms.shape)]
     param_inputs = [s for syms in params.values() for s in syms.reshape(-1)]
     return Tape(param_inputs, data_inputs, lines + backward, outputs, layout)
+
+
+def _reuse(partial: Any, expr: Any, t: Any) -> Any:
+    """``partial`` with ``expr`` written as its symbol ``t`` (an atom has nothing to replace)."""
+    return partial if partial.is_Atom else partial.xreplace({expr: t})
