@@ -83,25 +83,31 @@ def record(model: Model) -> Tape:
     loss = sympy.sympify(np.asarray(env[model.loss], dtype=object).item())
 
     # Backwards: a symbol's adjoint is complete once every later line is done.
-    contributions: dict[Any, list[Any]] = {loss: [sympy.Integer(1)]} if loss.is_Symbol else {}
+    # Contributions are (adjoint, partial) pairs, multiplied where they are used.
+    contributions: dict[Any, list[tuple[Any, Any]]] = {loss: [(sympy.Integer(1), 1)]} if loss.is_Symbol else {}
     backward: list[tuple[Any, Any]] = []
     for t, _ in reversed(lines):
-        terms = contributions.pop(t, None)
-        if not terms or t not in steps:
+        pairs = contributions.pop(t, None)
+        if not pairs or t not in steps:
             continue
-        adjoint = sympy.Add(*terms)
+        adjoint = sympy.Add(*(a * p for a, p in pairs))
         if not adjoint.is_Atom:
             g = sympy.Symbol(f"g{len(backward)}", real=True)
             backward.append((g, adjoint))
             adjoint = g
         for s, p in steps[t].items():
-            contributions.setdefault(s, []).append(adjoint * p)
+            contributions.setdefault(s, []).append((adjoint, p))
 
     outputs: list[Any] = [loss]
     layout: list[tuple[str, tuple[int, ...]]] = []
     for name, syms in params.items():
         for s in syms.reshape(-1):
-            outputs.append(sympy.Add(*contributions.get(s, [])))
+            pairs = contributions.get(s, [])
+            if len(pairs) == 1 and all(isinstance(f, sympy.Symbol) for f in pairs[0]):
+                # g*x, a weight's whole derivative in a layer: printed as it stands, never simplified.
+                outputs.append(sympy.Mul(*pairs[0], evaluate=False))
+            else:
+                outputs.append(sympy.Add(*(a * p for a, p in pairs)))
         layout.append((name, syms.shape))
     data_inputs = [(k, idx, syms[idx]) for k, syms in data.items() for idx in np.ndindex(*syms.shape)]
     param_inputs = [s for syms in params.values() for s in syms.reshape(-1)]
