@@ -128,8 +128,11 @@ def peer_torch_central(model: gc.Model) -> np.ndarray:
     return out
 
 
-def peer_numdifftools(model: gc.Model) -> np.ndarray:
-    import numdifftools as nd
+def peer_numdifftools(model: gc.Model) -> np.ndarray | None:
+    try:
+        import numdifftools as nd
+    except ImportError:  # an optional peer (benchmarks/requirements.txt): "n/a" where it is not installed
+        return None
 
     f, theta = flat_loss(model)
     return np.asarray(nd.Gradient(f)(theta), dtype=np.float64).reshape(-1)
@@ -158,9 +161,10 @@ def naive_sympy(model: gc.Model) -> None:
     """diff of the inlined loss for every parameter element (what gradcheck did before)."""
     import sympy
 
+    from gradcheck.sources.symbolic import formulas
+
     loss = symbolic.loss_expression(model)
-    built = symbolic._build(model)
-    for syms in built.param_symbols.values():
+    for syms in formulas.build(model).param_symbols.values():
         for s in syms.reshape(-1):
             sympy.diff(loss, s)
 
