@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sympy
 from sympy.core.cache import clear_cache
@@ -91,3 +92,25 @@ def test_wide_layer_formula_is_the_chain_rule_over_entries():
     assert sympy.simplify(model.gradient_formula("b1")[1] - 2 * w2 * (1 - h**2) * (y_pred - y)) == 0
     x7 = sympy.Symbol("x[7]")
     assert sympy.simplify(model.gradient_formula("W1")[1, 7] - 2 * w2 * x7 * (1 - h**2) * (y_pred - y)) == 0
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_layer_weights_match_autograd_for_every_reduction(reduction):
+    """A weight's derivative (adjoint times a data element) is reduced over samples exactly, per sample for none."""
+    from gradcheck.sources import autograd
+
+    model = gc.Model.from_dict({**mlp_spec(4, 6, samples=5), "reduction": reduction})
+    point = model.param_values()
+    exact = symbolic.gradients(model, point)
+    torch_ = autograd.gradients(model, point, "float64")
+    for name in model.params:
+        assert exact.values[name].shape == torch_.values[name].shape
+        np.testing.assert_allclose(exact.values[name], torch_.values[name], rtol=1e-12, atol=1e-15)
+    scale = exact.info["scale"]["W1"]
+    per_sample = torch_.values["W1"] if reduction == "none" else None
+    if per_sample is not None:
+        np.testing.assert_allclose(scale, np.abs(per_sample), rtol=1e-12, atol=1e-15)
+    else:
+        # mean (sum) of |per-sample gradient| bounds |mean (sum) of the per-sample gradients|
+        assert np.all(scale >= np.abs(exact.values["W1"]) * (1 - 1e-12))
+        assert np.all(scale > 0)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .numbers import DPS, ERRORS
+from .numbers import DPS, ERRORS, Product
 from .tape import Tape, record
 
 if TYPE_CHECKING:
@@ -129,8 +129,17 @@ def _compile(tape: Tape) -> None:
             return " + ".join(show(a) for a in e.args)
         return str(printer.doprint(e))
 
+    data = {s for _, _, s in tape.data}
+
+    def output(e: Any) -> str:
+        # adjoint * data element (a weight's derivative in a layer): the two factors, multiplied
+        # by the reduction over samples (numbers.collect), never one by one here.
+        if e.is_Mul and len(e.args) == 2 and all(a.is_Symbol for a in e.args) and data & set(e.args):
+            return f"({e.args[0].name}, {e.args[1].name})"
+        return show(e)
+
     code = [(str(t), show(e)) for t, e in tape.lines]
-    ret = f"    return [{', '.join(show(e) for e in tape.outputs)}]"
+    ret = f"    return [{', '.join(output(e) for e in tape.outputs)}]"
     plain = head + [f"    {t} = {e}" for t, e in code] + [ret]
     guarded = list(head)
     for t, e in code:
@@ -155,8 +164,12 @@ def tape_of(model: Model) -> Tape:
     return tape  # type: ignore[no-any-return]
 
 
-def run(model: Model, tape: Tape, point: dict[str, np.ndarray]) -> list[list[Any]]:
-    """``columns[k][sample]``: output k of the tape for every sample (mpmath numbers)."""
+def run(model: Model, tape: Tape, point: dict[str, np.ndarray]) -> list[Any]:
+    """``columns[k][sample]``: output k of the tape for every sample (mpmath numbers).
+
+    A column may be a :class:`~.numbers.Product` of two columns, multiplied
+    sample by sample only where the reduction needs it.
+    """
     import mpmath
 
     n = model.n_samples
@@ -169,8 +182,10 @@ def run(model: Model, tape: Tape, point: dict[str, np.ndarray]) -> list[list[Any
         try:
             with np.errstate(all="ignore"):
                 outs = tape.vectorized(p_args, d_args)
-            columns = [list(o) if isinstance(o, np.ndarray) and o.size == n else [_item(o)] * n for o in outs]
-            if all(len(c) == n for c in columns):
+            columns = [
+                Product(_column(o[0], n), _column(o[1], n)) if isinstance(o, tuple) else _column(o, n) for o in outs
+            ]
+            if all(len(c.a) == n and len(c.b) == n if isinstance(c, Product) else len(c) == n for c in columns):
                 return columns
         except ERRORS:
             pass
@@ -180,5 +195,11 @@ def run(model: Model, tape: Tape, point: dict[str, np.ndarray]) -> list[list[Any
     return [list(col) for col in zip(*rows)]
 
 
+def _column(value: Any, n: int) -> list[Any]:
+    return list(value) if isinstance(value, np.ndarray) and value.size == n else [_item(value)] * n
+
+
 def _item(value: Any) -> Any:
+    if isinstance(value, tuple):  # a product left to the reduction: one sample's value
+        return _item(value[0]) * _item(value[1])
     return value.reshape(-1)[0] if isinstance(value, np.ndarray) else value

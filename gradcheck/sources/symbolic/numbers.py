@@ -8,7 +8,7 @@ float evaluation is not (overflow, cancellation).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -47,19 +47,54 @@ def reduce_exact(column: list[Any], reduction: str) -> Any:
         return total / len(column) if reduction == "mean" else total
 
 
-def collect(
-    model: Model, columns: list[list[Any]], layout: list[tuple[str, tuple[int, ...]]], source: str
-) -> Gradients:
-    """Reduce per-sample mpmath columns ``[loss, *grad elements]`` into a result."""
-    import mpmath
+class Product(NamedTuple):
+    """A column given as two factors per sample (adjoint and data element): ``a[s] * b[s]``."""
 
-    n = len(columns[0])
-    exact = np.array(columns, dtype=object)
+    a: list[Any]
+    b: list[Any]
+
+
+def _floats(rows: list[list[Any]]) -> np.ndarray:
+    exact = np.array(rows, dtype=object)
     with np.errstate(invalid="ignore"):  # nan where the loss is undefined is reported, not warned about
         try:  # every value a real mpmath number: float() each, in C
-            per_sample = exact.astype(np.float64).reshape(-1, n).T
+            return exact.astype(np.float64)
         except (TypeError, ValueError, OverflowError):
-            per_sample = np.asarray(np.frompyfunc(to_float, 1, 1)(exact), dtype=np.float64).reshape(-1, n).T
+            return np.asarray(np.frompyfunc(to_float, 1, 1)(exact), dtype=np.float64)
+
+
+def _reduce_product(c: Product, reduction: str) -> Any:
+    import mpmath
+
+    with mpmath.workdps(DPS):
+        if any(isinstance(v, mpmath.mpc) for v in c.a + c.b):
+            return mpmath.nan
+        total = mpmath.fdot(zip(c.a, c.b))
+        return total / len(c.a) if reduction == "mean" else total
+
+
+def collect(model: Model, columns: list[Any], layout: list[tuple[str, tuple[int, ...]]], source: str) -> Gradients:
+    """Reduce per-sample mpmath columns ``[loss, *grad elements]`` into a result.
+
+    A :class:`Product` column is reduced exactly as one dot product over the
+    samples; its per-sample values (which only scale the tolerance) are the
+    float products of its factors. With ``reduction: none`` every value is
+    per sample, so products are multiplied exactly first.
+    """
+    import mpmath
+
+    if model.reduction == "none":
+        with mpmath.workdps(DPS):
+            columns = [[x * y for x, y in zip(c.a, c.b)] if isinstance(c, Product) else c for c in columns]
+    products = [k for k, c in enumerate(columns) if isinstance(c, Product)]
+    plain = [k for k, c in enumerate(columns) if not isinstance(c, Product)]
+    n = len(columns[plain[0]] if plain else columns[0].a)
+    per_sample = np.empty((n, len(columns)))
+    per_sample[:, plain] = _floats([columns[k] for k in plain]).reshape(-1, n).T
+    if products:
+        a = _floats([columns[k].a for k in products]).reshape(-1, n)
+        b = _floats([columns[k].b for k in products]).reshape(-1, n)
+        per_sample[:, products] = (a * b).T
     values: dict[str, np.ndarray] = {}
     scale: dict[str, np.ndarray] = {}
     k = 1
@@ -71,7 +106,14 @@ def collect(
             scale[name] = np.abs(values[name])
         else:
             with mpmath.workdps(DPS):  # once, not once per element
-                reduced = [to_float(reduce_exact(columns[k + j], model.reduction)) for j in range(size)]
+                reduced = [
+                    to_float(
+                        _reduce_product(c, model.reduction)
+                        if isinstance(c := columns[k + j], Product)
+                        else reduce_exact(c, model.reduction)
+                    )
+                    for j in range(size)
+                ]
             values[name] = np.array(reduced, dtype=np.float64).reshape(shape)
             mags = np.abs(cols).sum(axis=0) / (n if model.reduction == "mean" else 1)
             scale[name] = mags.reshape(shape)
