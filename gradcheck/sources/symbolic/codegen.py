@@ -182,9 +182,14 @@ def run(model: Model, tape: Tape, point: dict[str, np.ndarray]) -> list[Any]:
         try:
             with np.errstate(all="ignore"):
                 outs = tape.vectorized(p_args, d_args)
-            columns = [
-                Product(_column(o[0], n), _column(o[1], n)) if isinstance(o, tuple) else _column(o, n) for o in outs
-            ]
+            seen: dict[int, list[Any]] = {}  # one list per factor array (a layer's adjoints and data repeat)
+
+            def factor(v: Any) -> list[Any]:
+                if id(v) not in seen:
+                    seen[id(v)] = _column(v, n)
+                return seen[id(v)]
+
+            columns = [Product(factor(o[0]), factor(o[1])) if isinstance(o, tuple) else _column(o, n) for o in outs]
             if all(len(c.a) == n and len(c.b) == n if isinstance(c, Product) else len(c) == n for c in columns):
                 return columns
         except ERRORS:

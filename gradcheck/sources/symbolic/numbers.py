@@ -63,14 +63,20 @@ def _floats(rows: list[list[Any]]) -> np.ndarray:
             return np.asarray(np.frompyfunc(to_float, 1, 1)(exact), dtype=np.float64)
 
 
-def _reduce_product(c: Product, reduction: str) -> Any:
+def _reduce_product(c: Product, reduction: str, real: dict[int, bool]) -> Any:
+    """The exact sum (or mean) over samples of ``c.a * c.b``; the caller holds :data:`DPS` digits.
+
+    ``real`` caches, per factor list, whether it holds real numbers only.
+    """
     import mpmath
 
-    with mpmath.workdps(DPS):
-        if any(isinstance(v, mpmath.mpc) for v in c.a + c.b):
-            return mpmath.nan
-        total = mpmath.fdot(zip(c.a, c.b))
-        return total / len(c.a) if reduction == "mean" else total
+    for f in (c.a, c.b):
+        if id(f) not in real:
+            real[id(f)] = not any(isinstance(v, mpmath.mpc) for v in f)
+    if not (real[id(c.a)] and real[id(c.b)]):
+        return mpmath.nan
+    total = mpmath.fdot(zip(c.a, c.b))
+    return total / len(c.a) if reduction == "mean" else total
 
 
 def collect(model: Model, columns: list[Any], layout: list[tuple[str, tuple[int, ...]]], source: str) -> Gradients:
@@ -91,10 +97,14 @@ def collect(model: Model, columns: list[Any], layout: list[tuple[str, tuple[int,
     n = len(columns[plain[0]] if plain else columns[0].a)
     per_sample = np.empty((n, len(columns)))
     per_sample[:, plain] = _floats([columns[k] for k in plain]).reshape(-1, n).T
-    if products:
-        a = _floats([columns[k].a for k in products]).reshape(-1, n)
-        b = _floats([columns[k].b for k in products]).reshape(-1, n)
+    if products:  # the factors repeat (a layer's adjoints, its inputs): each converted once
+        factors = {id(f): f for k in products for f in columns[k]}
+        order = {key: i for i, key in enumerate(factors)}
+        floats = _floats(list(factors.values())).reshape(-1, n)
+        a = floats[[order[id(columns[k].a)] for k in products]]
+        b = floats[[order[id(columns[k].b)] for k in products]]
         per_sample[:, products] = (a * b).T
+    real: dict[int, bool] = {}
     values: dict[str, np.ndarray] = {}
     scale: dict[str, np.ndarray] = {}
     k = 1
@@ -108,7 +118,7 @@ def collect(model: Model, columns: list[Any], layout: list[tuple[str, tuple[int,
             with mpmath.workdps(DPS):  # once, not once per element
                 reduced = [
                     to_float(
-                        _reduce_product(c, model.reduction)
+                        _reduce_product(c, model.reduction, real)
                         if isinstance(c := columns[k + j], Product)
                         else reduce_exact(c, model.reduction)
                     )
