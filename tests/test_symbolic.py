@@ -94,12 +94,13 @@ def test_wide_layer_formula_is_the_chain_rule_over_entries():
     assert sympy.simplify(model.gradient_formula("W1")[1, 7] - 2 * w2 * x7 * (1 - h**2) * (y_pred - y)) == 0
 
 
+@pytest.mark.parametrize("inputs", [6, 40])  # 40: wide sums, evaluated as one dot product per sample
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_layer_weights_match_autograd_for_every_reduction(reduction):
+def test_layer_weights_match_autograd_for_every_reduction(reduction, inputs):
     """A weight's derivative (adjoint times a data element) is reduced over samples exactly, per sample for none."""
     from gradcheck.sources import autograd
 
-    model = gc.Model.from_dict({**mlp_spec(4, 6, samples=5), "reduction": reduction})
+    model = gc.Model.from_dict({**mlp_spec(4, inputs, samples=5), "reduction": reduction})
     point = model.param_values()
     exact = symbolic.gradients(model, point)
     torch_ = autograd.gradients(model, point, "float64")

@@ -63,6 +63,17 @@ def _namespace() -> dict[str, Any]:
     ns["_inf"] = mpmath.inf
     ns["_const"] = lambda p, q=1: np.full(1, mpmath.mpf(p) / q, dtype=object)
     ns["_ERRORS"] = ERRORS
+
+    def fdot(a: tuple[Any, ...], b: tuple[Any, ...]) -> Any:  # sum(a[k] * b[k]) per sample, rounded once
+        pairs = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=object)) for v in a + b))
+        rows = np.stack(pairs)
+        k = len(a)
+        out = np.empty(rows.shape[1:], dtype=object)
+        for s in np.ndindex(*out.shape):
+            out[s] = mpmath.fdot(zip(rows[(slice(0, k),) + s], rows[(slice(k, None),) + s]))
+        return out
+
+    ns["_fdot"] = fdot
     return ns
 
 
@@ -126,6 +137,9 @@ def _compile(tape: Tape) -> None:
             return "*".join(a.name for a in e.args)
         # A wide sum (a layer's W @ x) as it stands: the printer would sort its terms first.
         if e.is_Add and len(e.args) > WIDE:
+            if all(a.is_Mul and len(a.args) == 2 and all(f.is_Symbol for f in a.args) for a in e.args):
+                # sum of w*x: one exact dot product per sample
+                return f"_fdot(({', '.join(a.args[0].name for a in e.args)},), ({', '.join(a.args[1].name for a in e.args)},))"
             return " + ".join(show(a) for a in e.args)
         return str(printer.doprint(e))
 
