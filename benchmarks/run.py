@@ -128,8 +128,11 @@ def peer_torch_central(model: gc.Model) -> np.ndarray:
     return out
 
 
-def peer_numdifftools(model: gc.Model) -> np.ndarray:
-    import numdifftools as nd
+def peer_numdifftools(model: gc.Model) -> np.ndarray | None:
+    try:
+        import numdifftools as nd
+    except ImportError:  # an optional peer (benchmarks/requirements.txt): "n/a" where it is not installed
+        return None
 
     f, theta = flat_loss(model)
     return np.asarray(nd.Gradient(f)(theta), dtype=np.float64).reshape(-1)
@@ -158,9 +161,10 @@ def naive_sympy(model: gc.Model) -> None:
     """diff of the inlined loss for every parameter element (what gradcheck did before)."""
     import sympy
 
+    from gradcheck.sources.symbolic import formulas
+
     loss = symbolic.loss_expression(model)
-    built = symbolic._build(model)
-    for syms in built.param_symbols.values():
+    for syms in formulas.build(model).param_symbols.values():
         for s in syms.reshape(-1):
             sympy.diff(loss, s)
 
@@ -294,6 +298,53 @@ def scale(quick: bool) -> list[tuple[str, ...]]:
     return rows
 
 
+#: Shapes of the 1e4-parameter tanh MLP run as whole processes: (inputs, hidden, what it is).
+WIDE_SHAPES = [
+    (1000, 10, "wide inputs"),
+    (99, 100, "wide hidden layer"),
+    (99, 99, "square"),
+    (10, 833, "narrow inputs"),
+]
+
+
+def wide() -> list[tuple[str, ...]]:
+    """Whole processes on the same file: ``python -m gradcheck`` against torch's slow gradcheck script."""
+    import tempfile
+
+    import yaml
+
+    from benchmarks.models import mlp_spec
+
+    py = sys.executable
+    say("## 1e4-parameter tanh MLPs of several shapes, 32 samples: whole processes, wall clock")
+    say()
+    head = ("inputs x hidden", "params", "python -m gradcheck", "torch slow gradcheck script", "gradcheck / torch")
+    say("  ".join(f"{h:>28s}" for h in head))
+    rows: list[tuple[str, ...]] = [head]
+    with tempfile.TemporaryDirectory() as tmp:
+        for inputs, hidden, what in WIDE_SHAPES:
+            path = Path(tmp) / f"mlp_{inputs}x{hidden}.yaml"
+            path.write_text(yaml.safe_dump(mlp_spec(hidden, inputs), sort_keys=False))
+            times, codes = [], []
+            for cmd in ([py, "-m", "gradcheck", str(path)], [py, str(ROOT / "benchmarks" / "torch_mlp.py"), str(path)]):
+                t = time.perf_counter()
+                done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                times.append(time.perf_counter() - t)
+                codes.append(done.returncode)
+            params = hidden * (inputs + 2) + 1
+            cells = (
+                f"{inputs} x {hidden} ({what})",
+                str(params),
+                f"{times[0]:.2f} (exit {codes[0]})",
+                f"{times[1]:.2f} (exit {codes[1]})",
+                f"{times[0] / times[1]:.2f}x",
+            )
+            rows.append(cells)
+            say("  ".join(f"{c:>28s}" for c in cells))
+    say()
+    return rows
+
+
 def startup(runs: int) -> list[tuple[str, ...]]:
     """Median wall-clock seconds of whole processes: the import floor, a check, --help, a bad file."""
     py = sys.executable
@@ -350,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     acc = accuracy(args.quick)
     torch_threads()
     big = scale(args.quick)
+    shapes = wide()
     say(f"total {time.perf_counter() - t0:.0f} s")
     doc = [
         "# Benchmarks",
@@ -383,6 +435,16 @@ def main(argv: list[str] | None = None) -> int:
         "3-way check's time per parameter relative to the previous size (1.00x: linear growth).",
         "",
         *markdown(big),
+        "",
+        "## Shape: 1e4-parameter MLPs, whole process against whole process",
+        "",
+        "`python -m gradcheck mlp.yaml` (load, all three sources on every element, kinks, verdicts, table",
+        "and formulas) against `python benchmarks/torch_mlp.py mlp.yaml` (the same file read with PyYAML,",
+        "the same params and data in float64, `torch.autograd.gradcheck` in slow mode), each a fresh",
+        "process, one after the other. A wide layer must cost what its parameter count says, nothing",
+        "quadratic in its fan-in: the last column should stay near or below 1.",
+        "",
+        *markdown(shapes),
         "",
         "## What the script printed",
         "",

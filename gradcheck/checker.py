@@ -12,7 +12,7 @@ from . import compare, limits
 from .errors import ModelError, close_match
 from .model import Model
 from .options import CheckOptions
-from .report import GradientResult, PointResult, Report
+from .report import FormulaLine, GradientResult, PointResult, Report
 
 Progress = Callable[[str], None]
 
@@ -123,17 +123,17 @@ def check(
         else:
             results.append(_judge_directions(model, point, found, vs, tol, dtype))
     with budget.spend("printing the derivative formulas"):
-        formulas, notes = _formulas(model)
+        formulas, formula_lines, notes = _formulas(model)
     return Report(
         model=model.name,
         dtype=dtype,
         tolerance=tol,
         sources=sources,
         formulas=formulas,
+        formula_lines=formula_lines,
         points=results,
         notes=notes,
         strict=strict,
-        model_obj=model,
         directions=directions,
     )
 
@@ -299,16 +299,23 @@ def _judge_point(
 MAX_FORMULA_ELEMENTS = 16
 
 
-def _formulas(model: Model) -> tuple[dict[str, Any], list[str]]:
-    from .sources import symbolic
+def _formulas(model: Model) -> tuple[dict[str, Any], list[FormulaLine], list[str]]:
+    """The report's formulas: JSON text per element, the table's printed lines, notes.
 
-    formulas: dict[str, Any] = {}
+    Everything the table shows is computed here, during the check; a tensor
+    with more than :data:`MAX_FORMULA_ELEMENTS` elements gets a note, and no
+    per-element formula is built for it.
+    """
+    from .sources.symbolic import formulas as sym
+
+    texts: dict[str, Any] = {}
+    lines: list[FormulaLine] = []
     notes = []
-    if symbolic.formula_in_entries(model):
+    if sym.formula_in_entries(model):
         notes.append(
             f"formulas are written with the model's entries as symbols ({', '.join(model.entries)}), by the chain rule: "
-            f"the loss with every entry substituted would be too large to read (about {symbolic.inlined_size(model)} "
-            f"operations, more than {symbolic.MAX_INLINED_SIZE})"
+            f"the loss with every entry substituted would be too large to read (about {sym.inlined_size(model)} "
+            f"operations, more than {sym.MAX_INLINED_SIZE})"
         )
     for name, p in model.params.items():
         if p.value.size > MAX_FORMULA_ELEMENTS:
@@ -317,11 +324,12 @@ def _formulas(model: Model) -> tuple[dict[str, Any], list[str]]:
                 f"Model.gradient_formula({name!r}) gives them all"
             )
             continue
-        f = model.gradient_formula(name)
-        formulas[name] = (
-            str(f) if not p.shape else np.vectorize(str, otypes=[object])(np.asarray(f.tolist(), dtype=object)).tolist()
-        )
-    return formulas, notes
+        f = np.asarray(model.gradient_formula(name).tolist() if p.shape else model.gradient_formula(name), dtype=object)
+        texts[name] = str(f.item()) if not p.shape else np.vectorize(str, otypes=[object])(f).tolist()
+        for idx in np.ndindex(*p.shape):
+            unicode, ascii = sym.pretty(model, name, idx)
+            lines.append(FormulaLine(model.loss, name, idx, str(f[idx]), unicode, ascii))
+    return texts, lines, notes
 
 
 def assert_agree(model: Model, **kwargs: Any) -> Report:

@@ -127,7 +127,9 @@ class Model:
         """SymPy's derivative of the per-sample loss with respect to param ``name``.
 
         A SymPy expression for a scalar param, a ``sympy.Array`` of
-        expressions in the param's shape for a tensor.
+        expressions in the param's shape for a tensor, in plain symbols named
+        as in the file (``sympy.Symbol("w")``, ``sympy.Symbol("W[0, 1]")`` for
+        a tensor element; see ``docs/api.md``).
         """
         if name not in self.params:
             guess = close_match(name, self.params)
@@ -135,9 +137,11 @@ class Model:
                 f"no parameter named {name!r}",
                 fix=f"did you mean {guess!r}?" if guess else "parameters: " + ", ".join(self.params),
             )
-        from .sources import symbolic
+        # The formula machinery imports this module for type checking only (no cycle);
+        # the data layer loads SymPy only when a formula is asked for.
+        from .sources.symbolic import formulas
 
-        return symbolic.formula(self, name)
+        return formulas.formula(self, name)
 
     def to_dict(self) -> dict[str, Any]:
         """The model as a dict that :meth:`from_dict` accepts (a model file's content)."""

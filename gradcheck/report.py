@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +116,28 @@ class PointResult:
         }
 
 
+@dataclass(frozen=True)
+class FormulaLine:
+    """One derivative formula as the table prints it: text made during the check, not while rendering."""
+
+    loss: str  # the loss entry's name
+    param: str
+    index: tuple[int, ...]
+    text: str  # one line, as in the JSON ``formulas``
+    unicode: str  # SymPy's pretty printing of ``dloss/dparam = formula``, Unicode
+    ascii: str  # the same in ASCII
+
+    def text_for(self, unicode: bool, width: int) -> Any:
+        """The pretty form where it fits (at most 12 lines, ``width`` columns), else the one-line text."""
+        from rich.text import Text
+
+        lines = (self.unicode if unicode else self.ascii).splitlines()
+        if lines and len(lines) <= 12 and max(map(len, lines)) + 2 <= width:
+            return Text("\n".join("  " + line.rstrip() for line in lines))
+        d = "\u2202" if unicode else "d"
+        return Text(f"  {d}{self.loss}/{d}{_label(self.param, self.index)} = {self.text}")
+
+
 @dataclass
 class Report:
     """The result of :func:`gradcheck.check`.
@@ -134,7 +154,8 @@ class Report:
     points: list[PointResult]
     notes: list[str] = field(default_factory=list)
     strict: bool = False
-    model_obj: Any = field(default=None, repr=False)
+    #: What the table prints under "d(per-sample loss)/d(param)", computed during the check.
+    formula_lines: list[FormulaLine] = field(default_factory=list)
     #: K in directional mode (``gradients`` then holds ``direction[0]``, ...), else None.
     directions: int | None = None
 
@@ -215,12 +236,11 @@ class Report:
             console.print(table)
             for note in notes:
                 console.print(Text("  note: " + note, style="yellow"))
-        if self.formulas:
+        if self.formula_lines:
             console.print(Text("d(per-sample loss)/d(param), from SymPy:", style="bold"))
-            for name, f in self.formulas.items():
-                flat = np.asarray(f, dtype=object)
-                for idx in np.ndindex(*flat.shape):
-                    console.print(_pretty_formula(self.model_obj, name, idx, str(flat[idx]), console), highlight=False)
+            unicode = (console.encoding or "").lower().startswith("utf")
+            for line in self.formula_lines:
+                console.print(line.text_for(unicode, console.width), highlight=False)
         for note in self.notes:
             console.print(Text("note: " + note, style="dim"))
 
@@ -235,55 +255,6 @@ class Report:
 
     def __str__(self) -> str:
         return self.table()
-
-
-@contextlib.contextmanager
-def _without_units() -> Iterator[None]:
-    """Keep SymPy's pretty printer from importing ``sympy.physics.units`` (0.4-0.8 s).
-
-    Its ``_print_Mul`` runs ``from sympy.physics.units import Quantity`` only to
-    ask ``isinstance(factor, Quantity)``; our formulas never hold quantities,
-    so while printing, a stand-in module whose ``Quantity`` nothing is an
-    instance of answers that import. Removed afterwards; where the real module
-    is already loaded, nothing changes.
-    """
-    import sys
-    import types
-
-    name = "sympy.physics.units"
-    if name in sys.modules:
-        yield
-        return
-    stub = types.ModuleType(name)
-    stub.Quantity = type("Quantity", (), {})  # type: ignore[attr-defined]
-    sys.modules[name] = stub
-    try:
-        yield
-    finally:
-        if sys.modules.get(name) is stub:
-            del sys.modules[name]
-
-
-def _pretty_formula(model: Any, name: str, idx: tuple[int, ...], text: str, console: Any) -> Any:
-    """``dloss/dparam = formula`` by SymPy's pretty printer; the one-line text when too big or unknown."""
-    from rich.text import Text
-
-    unicode = (console.encoding or "").lower().startswith("utf")
-    d = "\u2202" if unicode else "d"
-    label = f"{d}{getattr(model, 'loss', 'loss')}/{d}{_label(name, idx)}"
-    if model is not None:
-        import sympy
-
-        f = model.gradient_formula(name)
-        if idx:
-            f = np.asarray(f.tolist(), dtype=object)[idx]
-        eq = sympy.Eq(sympy.Symbol(label), f, evaluate=False)
-        with _without_units():
-            art = sympy.pretty(eq, use_unicode=unicode, wrap_line=False)
-        lines = art.splitlines()
-        if len(lines) <= 12 and max(map(len, lines)) + 2 <= console.width:
-            return Text("\n".join("  " + line.rstrip() for line in lines))
-    return Text(f"  {label} = {text}")
 
 
 def _num(x: float) -> str:

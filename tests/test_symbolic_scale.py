@@ -17,6 +17,7 @@ import sympy
 
 import gradcheck as gc
 from gradcheck.sources import autograd, symbolic
+from gradcheck.sources.symbolic import formulas, numbers, tape
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from benchmarks.models import mlp, n_params  # noqa: E402
@@ -26,8 +27,8 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
 
 def test_tape_grows_linearly_with_the_parameters():
     small, large = mlp(100), mlp(400)
-    lines_small = len(symbolic._record(small).lines)
-    lines_large = len(symbolic._record(large).lines)
+    lines_small = len(tape.record(small).lines)
+    lines_large = len(tape.record(large).lines)
     ratio = n_params(large) / n_params(small)
     assert lines_large <= 1.2 * ratio * lines_small
 
@@ -54,9 +55,9 @@ def test_tape_agrees_with_the_inlined_formula(path):
         with mpmath.workdps(symbolic.DPS):
             cols = [[r[j] for r in rows] for j in range(f.size)]
             if model.reduction == "none":
-                want = np.array([[symbolic._to_float(v) for v in c] for c in cols]).T.reshape((-1,) + p.shape)
+                want = np.array([[numbers.to_float(v) for v in c] for c in cols]).T.reshape((-1,) + p.shape)
             else:
-                want = np.array([symbolic._to_float(symbolic._reduce_mp(c, model.reduction)) for c in cols]).reshape(
+                want = np.array([numbers.to_float(numbers.reduce_exact(c, model.reduction)) for c in cols]).reshape(
                     p.shape
                 )
         np.testing.assert_array_equal(got.values[name], want)
@@ -109,8 +110,9 @@ def test_formulas_stay_readable():
 
 
 def test_source_imports_neither_torch_nor_finite_differences():
-    text = (Path(symbolic.__file__)).read_text()
-    assert "import torch" not in text and "finite_diff" not in text
+    for path in Path(symbolic.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        assert "import torch" not in text and "finite_diff" not in text, path
 
 
 def test_big_model_formulas_use_the_entries():
@@ -131,22 +133,23 @@ def test_small_model_formulas_stay_inlined():
 
 
 @pytest.mark.parametrize("hidden", [3, 12])
-def test_entry_formulas_evaluate_to_the_gradient(hidden):
+def test_entry_formulas_evaluate_to_the_gradient(hidden, monkeypatch):
     """The chain-rule form, with the entries' values substituted, is the exact derivative."""
     from benchmarks.models import mlp_spec
 
+    monkeypatch.setattr(formulas, "MAX_INLINED_SIZE", 0)  # the chain-rule form even for this small model
     model = gc.Model.from_dict(mlp_spec(hidden, inputs=2, samples=1))
+    assert symbolic.formula_in_entries(model)
     point = model.param_values()
     exact = symbolic.gradients(model, point)
     x, y = model.data["x"][0], float(model.data["y"][0])
     h = np.tanh(point["W1"] @ x + point["b1"])
     y_pred = float(point["w2"] @ h + point["b2"])
-    subs = {sympy.Symbol("y", real=True): y, sympy.Symbol("y_pred", real=True): y_pred}
-    subs.update({sympy.Symbol(f"h[{i}]", real=True): h[i] for i in range(hidden)})
-    subs.update({sympy.Symbol(f"x[{i}]", real=True): x[i] for i in range(2)})
-    subs.update({sympy.Symbol(f"w2[{i}]", real=True): point["w2"][i] for i in range(hidden)})
-    cache = model.cache.setdefault("symbolic_entry_formulas", {})
+    subs = {sympy.Symbol("y"): y, sympy.Symbol("y_pred"): y_pred}
+    subs.update({sympy.Symbol(f"h[{i}]"): h[i] for i in range(hidden)})
+    subs.update({sympy.Symbol(f"x[{i}]"): x[i] for i in range(2)})
+    subs.update({sympy.Symbol(f"w2[{i}]"): point["w2"][i] for i in range(hidden)})
     for name in ("b1", "w2", "W1"):
-        cache[name] = symbolic._entry_formula(model, name)
-        got = np.vectorize(lambda e: float(e.xreplace(subs)))(cache[name])
+        f = np.asarray(model.gradient_formula(name).tolist(), dtype=object)
+        got = np.vectorize(lambda e: float(e.xreplace(subs)))(f)
         np.testing.assert_allclose(got, exact.values[name], rtol=1e-12)
