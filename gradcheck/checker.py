@@ -108,6 +108,7 @@ def check(
             found = {"symbolic": symbolic.gradients(model, point)}
         say(f"point {i + 1}/{len(todo)}: autograd")
         found["autograd"] = autograd.gradients(model, point, dtype)
+        _decide_exact_loss(model, point, found)
         say(f"point {i + 1}/{len(todo)}: finite differences")
         if vs is None:
             found["finite_difference"] = finite_diff.gradients(model, point, dtype)
@@ -136,6 +137,31 @@ def check(
         strict=strict,
         directions=directions,
     )
+
+
+def _decide_exact_loss(model: Model, point: dict[str, np.ndarray], found: dict[str, Any]) -> None:
+    """Make the symbolic loss nan where the loss *as written* is undefined (``0 * log(0)``).
+
+    SymPy folds ``0 * log(s)`` to ``0`` while building the tape, so the tape's
+    loss can be finite where the expression as written is not. The IR itself
+    is evaluated exactly (:func:`gradcheck.sources.exact.per_sample_losses`,
+    mpmath, every undefined value nan) whenever the float evaluation of the
+    loss (autograd's) is not finite: that is where an undefined value can hide,
+    and the exact evaluation costs as much as the whole symbolic source on a
+    wide layer, so it is not run where the float loss is finite.
+    """
+    if bool(np.all(np.isfinite(np.asarray(found["autograd"].loss, dtype=np.float64)))):
+        return
+    from .sources import exact
+
+    defined = np.isfinite(exact.per_sample_losses(model, point))
+    if defined.all():
+        return
+    sym = found["symbolic"]
+    if model.reduction == "none":
+        sym.loss = np.where(defined, np.asarray(sym.loss, dtype=np.float64), np.nan)
+    else:
+        sym.loss = float("nan")
 
 
 def random_directions(model: Model, count: int, seed: int) -> dict[str, np.ndarray]:

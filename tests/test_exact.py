@@ -71,3 +71,28 @@ def test_examples_match_float64(path):
     assert got.shape == (model.n_samples,)
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-300)
+
+
+@pytest.mark.parametrize("loss", ["log(s)*0 + s", "(s - s)*log(s) + s", "0*sqrt(s - 1) + s"])
+def test_a_check_reports_undefined_where_the_loss_as_written_is(loss):
+    # SymPy folds 0*log(s) to 0, so the tape alone would call the loss defined (issue 9, fix 5).
+    model = gc.Model.from_dict({"params": {"s": 0.0}, "model": {"loss": loss}})
+    report = gc.check(model)
+    assert report.status == "undefined"
+    assert report.to_dict()["points"][0]["loss"] == "nan"
+    assert gc.check(model, at={"s": 2.0}).status == "agree"
+
+
+def test_only_the_undefined_samples_are_undefined_with_reduction_none():
+    model = gc.Model.from_dict(
+        {
+            "params": {"s": 1.0},
+            "data": {"x": [1.0, 0.0, 2.0]},
+            "model": {"loss": "0*log(x) + s*x"},
+            "reduction": "none",
+        }
+    )
+    report = gc.check(model)
+    doc = report.to_dict()["points"][0]
+    assert doc["loss"] == [1.0, "nan", 2.0]
+    assert report.status == "undefined"
