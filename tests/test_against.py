@@ -114,9 +114,9 @@ def test_import_callable_is_the_library_form(monkeypatch):
 
 
 def test_a_model_file_cannot_name_code():
-    with pytest.raises(gc.ModelError):
+    with pytest.raises(gc.ModelError, match="strings are not allowed"):
         gc.loads("params: {w: 1.0}\nmodel:\n  loss: __import__('os')\n")
-    with pytest.raises(gc.ModelError):
+    with pytest.raises(gc.ModelError, match="unknown section 'against'"):
         gc.loads("params: {w: 1.0}\nagainst: mymodule:cube\nmodel:\n  loss: w\n")
 
 

@@ -132,7 +132,7 @@ def test_bad_input_raises_model_error_only():
         gc.loads("params: {w: 1.0}\nmodel:\n  loss: w * q\n")
     with pytest.raises(gc.ModelError, match=r"did you mean 'w'"):
         gc.Model.from_dict({"params": {"w": 1.0}, "model": {"loss": "ww * 2"}})
-    with pytest.raises(gc.ModelError):
+    with pytest.raises(gc.ModelError, match="invalid YAML"):
         gc.loads("params: [")
     with pytest.raises(gc.ModelError, match=r"no such file|cannot read|not found"):
         gc.load(REPO / "no-such-model.yaml")

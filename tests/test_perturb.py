@@ -12,6 +12,7 @@ import gradcheck as gc
 from gradcheck import perturb
 from gradcheck import strategies as gst
 from gradcheck.sources import finite_diff
+from gradcheck.sources.finite_diff import lines
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
 
@@ -23,7 +24,7 @@ def plain(model, point, name, idx, vals, dtype):
     block[np.arange(idx.size), idx] = vals
     block = block.reshape(((idx.size, 1) if model.data else (idx.size,)) + shape)
     others = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items() if k != name}
-    f = finite_diff._per_sample(model, {**others, name: block}, dtype)
+    f = lines.per_sample(model, {**others, name: block}, dtype)
     return np.broadcast_to(f, (idx.size, model.n_samples)) if model.data else np.broadcast_to(f, (idx.size,))
 
 
@@ -108,11 +109,11 @@ def plain_crossings(model, point, name, idx, vals, dtype):
     shape = model.params[name].shape
     samples = (model.n_samples,) if model.data else ()
     real = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items()}
-    before = finite_diff._kink_sides(model, real, dtype, samples)
+    before = lines.kink_sides(model, real, dtype, samples)
     block = np.tile(real[name].reshape(-1), (idx.size, 1))
     block[np.arange(idx.size), idx] = vals
     block = block.reshape(((idx.size, 1) if model.data else (idx.size,)) + shape)
-    after = finite_diff._kink_sides(model, {**real, name: block}, dtype, (idx.size,) + samples)
+    after = lines.kink_sides(model, {**real, name: block}, dtype, (idx.size,) + samples)
     out = np.zeros(idx.size, dtype=bool)
     for here, there in zip(after, before):
         out |= ((there != 0) & (here != there)).reshape(idx.size, -1).any(axis=1)

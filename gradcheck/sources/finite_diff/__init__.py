@@ -36,7 +36,6 @@ from .. import Gradients
 from .complex_step import COMPLEX_STEP, complex_step
 from .extrapolation import ROUNDING, richardson
 from .lines import CHUNK_VALUES, Lines, at_point, evaluate, reduce
-from .lines import kink_sides as _kink_sides  # noqa: F401  (the incremental evaluator's tests compare with it)
 from .lines import per_sample as _per_sample
 from .sides import sides
 from .steps import KINK_PROBES, LEVELS, Start, start, start_steps
