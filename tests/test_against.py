@@ -38,6 +38,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_wrong_cube_is_the_odd_one_out_on_the_command_line():
     out = run("cube.yaml", "--against", "mymodule:wrong_cube")
     assert out.returncode == 1, out.stderr
@@ -48,6 +49,7 @@ def test_wrong_cube_is_the_odd_one_out_on_the_command_line():
     assert out.stderr == ""
 
 
+@pytest.mark.slow
 def test_wrong_cube_in_the_json_report():
     out = run("cube.yaml", "--against", "mymodule:wrong_cube", "--json")
     assert out.returncode == 1, out.stderr
@@ -61,6 +63,7 @@ def test_wrong_cube_in_the_json_report():
         assert g["values"]["mymodule:wrong_cube"] == pytest.approx(g["values"]["symbolic"] * 2 / 3, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_right_cube_agrees_and_repeated_against_all_join():
     out = run("cube.yaml", "--against", "mymodule:cube", "--against", "mymodule:wrong_cube", "--json")
     assert out.returncode == 1
@@ -72,12 +75,14 @@ def test_right_cube_agrees_and_repeated_against_all_join():
     assert run("cube.yaml", "--against", "mymodule:cube").returncode == 0
 
 
+@pytest.mark.slow
 def test_against_at_random_points_too():
     out = run("cube.yaml", "--against", "mymodule:cube", "--points", "3", "--json")
     assert out.returncode == 0, out.stdout
     assert len(json.loads(out.stdout)["points"]) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "spec, message",
     [

@@ -95,6 +95,7 @@ def test_py_typed_is_shipped():
     assert (Path(gc.__file__).parent / "py.typed").is_file()
 
 
+@pytest.mark.slow
 def test_import_does_not_import_torch_or_sympy():
     code = "import sys, gradcheck; print(sorted(m for m in ('torch', 'sympy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)

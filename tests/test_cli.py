@@ -27,6 +27,7 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subp
     )
 
 
+@pytest.mark.slow
 def test_table_shows_three_sources_status_and_formula():
     out = run("examples/lesson.yaml")
     assert out.returncode == 0, out.stderr
@@ -36,6 +37,7 @@ def test_table_shows_three_sources_status_and_formula():
     assert "\x1b[" not in out.stdout  # not a terminal: no colour
 
 
+@pytest.mark.slow
 def test_colour_only_when_asked_and_never_with_no_color():
     coloured = run("examples/lesson.yaml", env={"FORCE_COLOR": "1"})
     assert "\x1b[" in coloured.stdout
@@ -44,12 +46,14 @@ def test_colour_only_when_asked_and_never_with_no_color():
     assert plain.returncode == coloured.returncode == 0
 
 
+@pytest.mark.slow
 def test_mismatch_exits_1_and_kink_exits_0_unless_strict():
     assert run("examples/expected_wrong.yaml").returncode == 1
     assert run("examples/relu_kink.yaml").returncode == 0
     assert run("examples/relu_kink.yaml", "--strict").returncode == 1
 
 
+@pytest.mark.slow
 def test_several_files_give_a_json_list_in_order():
     out = run("examples/lesson.yaml", "examples/linear.yaml", "--json")
     assert out.returncode == 0, out.stderr
@@ -57,6 +61,7 @@ def test_several_files_give_a_json_list_in_order():
     assert [d["model"] for d in docs] == ["lesson", "linear"]
 
 
+@pytest.mark.slow
 def test_flags_override_the_file():
     out = run("examples/lesson.yaml", "--json", "--points", "2", "--seed", "3", "--dtype", "float32", "--rtol", "1e-3")
     doc = json.loads(out.stdout)
@@ -64,6 +69,7 @@ def test_flags_override_the_file():
     assert doc["dtype"] == "float32" and doc["rtol"] == 1e-3
 
 
+@pytest.mark.slow
 def test_one_bad_file_among_good_ones_exits_2_before_any_work(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("params: {w: 1.0}\nmodel:\n  loss: (x * w\n")
@@ -89,6 +95,7 @@ def _modules_after(argv: list[str], cwd: Path = ROOT) -> tuple[int, set[str]]:
     return int(rc), set(mods.split())
 
 
+@pytest.mark.slow
 def test_help_and_bad_input_do_not_import_torch_or_sympy(tmp_path):
     assert _modules_after(["--help"]) == (0, set())
     bad = tmp_path / "bad.yaml"

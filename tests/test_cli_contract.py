@@ -103,6 +103,7 @@ def runs(files):
         return {k: f.result() for k, f in futures.items()}
 
 
+@pytest.mark.slow
 def test_several_files_give_a_list(runs):
     proc = runs["several"]
     reports = parse(proc)
@@ -114,6 +115,7 @@ def test_several_files_give_a_list(runs):
     assert proc.returncode == 1
 
 
+@pytest.mark.slow
 def test_reduction_sum(runs):
     proc = runs["sum"]
     rep = parse(proc)
@@ -128,6 +130,7 @@ def test_reduction_sum(runs):
     assert grad["values"]["finite_difference"] == pytest.approx(-28.0, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_reduction_none(runs):
     proc = runs["none"]
     rep = parse(proc)
@@ -143,6 +146,7 @@ def test_reduction_none(runs):
     assert grad["values"]["symbolic"] == per_sample
 
 
+@pytest.mark.slow
 def test_points_and_seed(runs):
     a, b = parse(runs["points_a"]), parse(runs["points_b"])
     assert runs["points_a"].returncode == 0
@@ -160,6 +164,7 @@ def test_points_and_seed(runs):
             assert point["gradients"]["w"]["values"][source] == pytest.approx(exact, rel=1e-8, abs=1e-10), (w, source)
 
 
+@pytest.mark.slow
 def test_strict_makes_a_kink_fail(runs):
     proc = runs["kink_strict"]
     rep = parse(proc)
@@ -168,6 +173,7 @@ def test_strict_makes_a_kink_fail(runs):
     assert rep["ok"] is False
 
 
+@pytest.mark.slow
 def test_dtype_flag(runs):
     proc = runs["dtype32"]
     rep = parse(proc)
@@ -178,6 +184,7 @@ def test_dtype_flag(runs):
         assert value == pytest.approx(-28 / 3, rel=1e-5), source
 
 
+@pytest.mark.slow
 def test_default_output_is_a_plain_table(runs):
     proc = runs["table"]
     assert proc.returncode == 0, proc.stderr
@@ -199,11 +206,13 @@ def help_run():
     return run_cli("--help")
 
 
+@pytest.mark.slow
 def test_help_exits_0(help_run):
     assert help_run.returncode == 0, help_run.stderr
     assert "Traceback" not in help_run.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", FLAGS)
 def test_help_documents_flag(help_run, flag):
     assert flag in help_run.stdout
@@ -227,12 +236,14 @@ def assert_usage_error(proc: subprocess.CompletedProcess, *must_mention: str) ->
     return message
 
 
+@pytest.mark.slow
 def test_missing_file(tmp_path):
     missing = tmp_path / "no_such_model.yaml"
     proc = run_cli(missing, "--json")
     assert_usage_error(proc, "no_such_model.yaml")
 
 
+@pytest.mark.slow
 def test_bad_yaml(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("params:\n  w: [1.0, 2.0\nmodel:\n  loss: w**2\n")
@@ -254,6 +265,7 @@ model:
 """
 
 
+@pytest.mark.slow
 def test_unknown_name_names_file_entry_name_and_suggests(tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text(TYPO)
@@ -263,6 +275,7 @@ def test_unknown_name_names_file_entry_name_and_suggests(tmp_path):
     assert "w1" in message.replace("w_1", "").replace(str(tmp_path), "")
 
 
+@pytest.mark.slow
 def test_shape_error(tmp_path):
     path = tmp_path / "shapes.yaml"
     path.write_text(
@@ -279,6 +292,7 @@ def test_shape_error(tmp_path):
     assert_usage_error(proc, "shapes.yaml", "y_pred")
 
 
+@pytest.mark.slow
 def test_loss_must_be_scalar_per_sample(tmp_path):
     path = tmp_path / "vector_loss.yaml"
     path.write_text(
@@ -294,6 +308,7 @@ def test_loss_must_be_scalar_per_sample(tmp_path):
     assert_usage_error(proc, "vector_loss.yaml", "loss")
 
 
+@pytest.mark.slow
 def test_unequal_sample_counts(tmp_path):
     path = tmp_path / "counts.yaml"
     path.write_text(
@@ -305,11 +320,13 @@ def test_unequal_sample_counts(tmp_path):
     assert_usage_error(proc, "counts.yaml")
 
 
+@pytest.mark.slow
 def test_unknown_flag():
     proc = run_cli(LESSON, "--frobnicate")
     assert_usage_error(proc, "--frobnicate")
 
 
+@pytest.mark.slow
 def test_yaml_python_tag_does_not_run(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "hostile.yaml"
@@ -319,6 +336,7 @@ def test_yaml_python_tag_does_not_run(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_help_and_bad_input_do_not_import_torch(tmp_path):
     """Issue 2, item 6 (beyond SPEC): instant answers, torch never imported."""
     path = tmp_path / "typo.yaml"

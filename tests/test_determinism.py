@@ -37,6 +37,7 @@ def test_examples_exist():
     assert len(EXAMPLES) >= 5
 
 
+@pytest.mark.slow
 def test_json_is_byte_identical_across_processes():
     # every example in each of two processes with different hash seeds; a random point too:
     # it must come from the seed alone

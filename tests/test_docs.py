@@ -149,6 +149,7 @@ def test_the_docs_show_commands():
     assert {"tutorial.md", "cli.md"} <= {c.doc for c in COMMANDS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cmd", COMMANDS, ids=[c.id for c in COMMANDS])
 def test_command(cmd, results):
     proc = results[cmd.id]

@@ -386,6 +386,7 @@ def test_hand_fractions_are_what_the_comments_say():
 # the command line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
 def test_cli_verdict_and_exit_code(path, cli, reports):
     expect = expectation(path)
@@ -398,6 +399,7 @@ def test_cli_verdict_and_exit_code(path, cli, reports):
     assert rep["ok"] is (proc.returncode == 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
 def test_cli_json_follows_spec(path, cli, reports):
     rep = report_of(reports, cli, path)
@@ -455,6 +457,7 @@ def test_cli_json_follows_spec(path, cli, reports):
     json.dumps(rep, allow_nan=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
 def test_cli_first_point_is_the_files_values(path, cli, reports):
     rep = report_of(reports, cli, path)
@@ -477,6 +480,7 @@ def test_cli_first_point_is_the_files_values(path, cli, reports):
         assert flat(got[name]) == pytest.approx(flat(value), rel=rel, abs=0), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if p.stem in HAND], ids=[s for s in IDS if s in HAND])
 def test_cli_gradients_equal_hand_derived(path, cli, reports):
     rep = report_of(reports, cli, path)
@@ -502,6 +506,7 @@ def test_cli_gradients_equal_hand_derived(path, cli, reports):
                 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path",
     [p for p in EXAMPLES if p.stem in HAND_FORMULAS],
@@ -529,6 +534,7 @@ def test_cli_formulas_equal_hand_derived(path, cli, reports):
             assert (theirs - mine).subs(subs) == 0, (name, rep["formulas"][name], text)
 
 
+@pytest.mark.slow
 def test_lesson_all_three_sources(cli, reports):
     path = REPO / "examples" / "lesson.yaml"
     rep = report_of(reports, cli, path)
@@ -548,6 +554,7 @@ def test_lesson_all_three_sources(cli, reports):
     assert grad["odd_one_out"] is None
 
 
+@pytest.mark.slow
 def test_lesson_float32_agrees(cli, reports):
     path = REPO / "examples" / "lesson_float32.yaml"
     rep = report_of(reports, cli, path)
@@ -557,6 +564,7 @@ def test_lesson_float32_agrees(cli, reports):
         assert values[source] == pytest.approx(-28 / 3, rel=1e-5), source
 
 
+@pytest.mark.slow
 def test_linear_bias_gradient(cli, reports):
     path = REPO / "examples" / "linear.yaml"
     rep = report_of(reports, cli, path)
@@ -567,6 +575,7 @@ def test_linear_bias_gradient(cli, reports):
         assert grads["w"]["values"][source] == pytest.approx(-28 / 3, rel=1e-9), source
 
 
+@pytest.mark.slow
 def test_expected_wrong_names_expected(cli, reports):
     path = REPO / "examples" / "expected_wrong.yaml"
     rep = report_of(reports, cli, path)
@@ -583,6 +592,7 @@ def test_expected_wrong_names_expected(cli, reports):
     assert b["values"]["expected"] == pytest.approx(-4.0, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_expected_correct_joins_and_agrees(cli, reports):
     path = REPO / "examples" / "expected_correct.yaml"
     rep = report_of(reports, cli, path)
@@ -594,6 +604,7 @@ def test_expected_correct_joins_and_agrees(cli, reports):
     assert all(g["status"] == "agree" for g in grads.values())
 
 
+@pytest.mark.slow
 def test_relu_kink(cli, reports):
     path = REPO / "examples" / "relu_kink.yaml"
     rep = report_of(reports, cli, path)
@@ -640,6 +651,7 @@ def test_api_verdict(path, api_reports):
     json.dumps(d, allow_nan=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
 def test_api_report_equals_cli_report(path, api_reports, cli, reports):
     """Same file, same report: the API and the command line, seeds included."""

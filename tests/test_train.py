@@ -108,6 +108,7 @@ def exercise_all():
 # --- the lesson, bit for bit ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_lesson_cli_prints_the_lessons_numbers(lesson_json):
     assert lesson_json["sources"]["autograd"]["params"]["w"] == 1.9999996423721313
     assert lesson_json["predict"] == {
@@ -312,6 +313,7 @@ def test_bad_flags_exit_2(args, capsys):
     assert "gradcheck train: error:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_help_documents_every_flag_without_importing_torch():
     code = (
         "import sys, contextlib, io\n"
