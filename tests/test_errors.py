@@ -15,39 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import BASE, caret_col, error
 
 import gradcheck as gc
 from gradcheck import expr, limits
 from gradcheck.errors import ModelError
 
 REPO = Path(__file__).resolve().parents[1]
-
-BASE = """\
-params:
-  w: 1.0
-  b: 0.0
-data:
-  x: [1.0, 2.0, 3.0]
-  y: [2.0, 4.0, 6.0]
-model:
-  y_pred: x * w + b
-  loss: (y_pred - y)**2
-"""
-
-
-def error(text: str, match: str, path: str | None = "m.yaml") -> ModelError:
-    with pytest.raises(ModelError, match=match) as info:
-        gc.loads(text, path=path)
-    message = str(info.value)
-    assert message and "Traceback" not in message
-    return info.value
-
-
-def caret_col(err: ModelError) -> int:
-    """The 0-based offset the caret line points at, inside the shown expression."""
-    lines = str(err).splitlines()
-    assert lines[-1].strip() == "^", str(err)
-    return len(lines[-1]) - 5  # the expression and caret are indented by four spaces
 
 
 # --- the shape of a message ---------------------------------------------------

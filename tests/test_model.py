@@ -9,31 +9,11 @@ import math
 
 import numpy as np
 import pytest
+from helpers import BASE, error
 
 import gradcheck as gc
 from gradcheck import model
 from gradcheck.errors import ModelError
-
-BASE = """\
-params:
-  w: 1.0
-  b: 0.0
-data:
-  x: [1.0, 2.0, 3.0]
-  y: [2.0, 4.0, 6.0]
-model:
-  y_pred: x * w + b
-  loss: (y_pred - y)**2
-"""
-
-
-def error(text: str, match: str, path: str | None = "m.yaml") -> ModelError:
-    with pytest.raises(ModelError, match=match) as info:
-        gc.loads(text, path=path)
-    message = str(info.value)
-    assert message and "Traceback" not in message
-    return info.value
-
 
 # --- names ------------------------------------------------------------------------
 

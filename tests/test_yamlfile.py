@@ -4,38 +4,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from helpers import BASE, caret_col, error
 
 import gradcheck as gc
 from gradcheck import model, yamlfile
 from gradcheck.errors import ModelError
-
-BASE = """\
-params:
-  w: 1.0
-  b: 0.0
-data:
-  x: [1.0, 2.0, 3.0]
-  y: [2.0, 4.0, 6.0]
-model:
-  y_pred: x * w + b
-  loss: (y_pred - y)**2
-"""
-
-
-def error(text: str, match: str, path: str | None = "m.yaml") -> ModelError:
-    with pytest.raises(ModelError, match=match) as info:
-        gc.loads(text, path=path)
-    message = str(info.value)
-    assert message and "Traceback" not in message
-    return info.value
-
-
-def caret_col(err: ModelError) -> int:
-    """The 0-based offset the caret line points at, inside the shown expression."""
-    lines = str(err).splitlines()
-    assert lines[-1].strip() == "^", str(err)
-    return len(lines[-1]) - 5  # the expression and caret are indented by four spaces
-
 
 # --- line and column in real YAML: plain, quoted, block scalars -----------------------------
 
