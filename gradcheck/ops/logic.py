@@ -69,37 +69,28 @@ def _flat(S: Any) -> dict[str, Any]:
         code = "(({s} + {s}**2)/2)"
         text = "({x} > 0)"
 
-        @classmethod
-        def eval(cls, x: Any) -> Any:
-            if x.is_extended_positive:
-                return S.Integer(1)
-            if x.is_extended_nonpositive:
-                return S.Integer(0)
-            return None
-
     class nonnegative(_Flat):  # noqa: N801
         code = "((2 + {s} - {s}**2)/2)"
         text = "({x} >= 0)"
-
-        @classmethod
-        def eval(cls, x: Any) -> Any:
-            if x.is_extended_nonnegative:
-                return S.Integer(1)
-            if x.is_extended_negative:
-                return S.Integer(0)
-            return None
 
     class flatsign(_Flat):  # noqa: N801
         code = "{s}"
         text = "sign({x})"
 
-        @classmethod
-        def eval(cls, x: Any) -> Any:
-            if x.is_number and x.is_extended_real:
-                return S.sign(x)
-            return None
+    # Numbers are decided here, not by the class: comparisons of constants fold to 0 or 1.
+    def folded(cls: Any, value: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def make(x: Any) -> Any:
+            if not isinstance(x, S.Basic) or (x.is_number and x.is_extended_real):
+                return value(x)
+            return cls(x)
 
-    _SYMPY.update(positive=positive, nonnegative=nonnegative, sign=flatsign)
+        return make
+
+    _SYMPY.update(
+        positive=folded(positive, lambda x: S.Integer(1 if x > 0 else 0)),
+        nonnegative=folded(nonnegative, lambda x: S.Integer(1 if x >= 0 else 0)),
+        sign=folded(flatsign, S.sign),
+    )
     return _SYMPY
 
 
