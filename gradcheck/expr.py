@@ -513,7 +513,8 @@ def unparse(node: Node, outer: int = 0) -> str:
         return f"({text})" if prec < outer else text
     if op.notation == "infix":
         right_prec = prec if op.associative else prec + 1
-        text = f"{unparse(node.args[0], prec)} {op.symbol} {unparse(node.args[1], right_prec)}"
+        left_prec = prec + 1 if prec == 0 else prec  # comparisons do not chain: (a < b) < c keeps its parentheses
+        text = f"{unparse(node.args[0], left_prec)} {op.symbol} {unparse(node.args[1], right_prec)}"
         return f"({text})" if prec < outer else text
     if op.notation == "prefix":
         text = f"{op.symbol}{unparse(node.args[0], prec)}"

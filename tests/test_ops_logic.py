@@ -310,3 +310,35 @@ def test_errors_in_a_model_file_name_file_and_entry(tmp_path):
         gc.load(path)
     text = str(info.value)
     assert "eq.yaml" in text and "loss" in text
+
+
+def test_where_exact_loss_is_finite_where_the_untaken_branch_is_undefined():
+    from gradcheck.sources import exact
+
+    xs = [-1.0, 2.0, 0.0, -3.0]
+    model = gc.Model.from_dict(
+        {"params": {"w": 2.0}, "data": {"x": xs}, "model": {"loss": "where(x > 0, log(w * x), sqrt(-x))"}}
+    )
+    got = exact.per_sample_losses(model, {})
+    want = [math.sqrt(1.0), math.log(4.0), 0.0, math.sqrt(3.0)]
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+
+
+def test_sign_at_zero_is_never_a_mismatch():
+    # sign jumps at 0: both one-sided differences are of order 1/h; torch and SymPy give 0
+    report = _check("sign(a) * b", {"a": 0.0, "b": 2.0})
+    assert report.status in ("agree", "kink"), report.table()
+    values, _ = _grad(report, "a")
+    assert values["symbolic"] == 0.0
+    assert values["autograd"] == 0.0
+    _assert_three_ways(report, "b", 0.0)
+
+
+@pytest.mark.parametrize("text", ["(a < b) < c", "a < (b < c)", "(a + 1 > b) * 2", "where(a >= b, a, -b) <= c"])
+def test_unparse_of_comparisons_parses_back_to_the_same_tree(text):
+    from gradcheck.expr import unparse
+
+    node = parse(text)
+    again = parse(unparse(node))
+    assert unparse(again) == unparse(node)
+    assert [n.op for n in again.walk()] == [n.op for n in node.walk()]
