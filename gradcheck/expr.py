@@ -12,7 +12,8 @@ op.
 Grammar (Python's precedence; ``**`` binds tighter than unary minus on its
 left and is right-associative). Today's table gives::
 
-    expr    := term (('+' | '-') term)*
+    expr    := sum (('<' | '<=' | '>' | '>=') sum)?     (does not chain: `a < b < c` is an error)
+    sum     := term (('+' | '-') term)*
     term    := unary (('*' | '/' | '@') unary)*
     unary   := ('-' | '+') unary | power
     power   := postfix ('**' unary)?
@@ -133,7 +134,14 @@ def _tokens(text: str) -> list[_Token]:
             out.append(_Token("name", text[i:j], i))
             i = j
             continue
-        if ch == "=" and not text.startswith("==", i):  # a keyword argument (== is no part of the language)
+        if text.startswith(("==", "!="), i):
+            raise _SyntaxError(
+                f"{text[i : i + 2]!r} is not part of the model language",
+                i,
+                "a comparison for equality has no use in a gradient (its value is 0 almost everywhere); "
+                "write (a <= b) * (a >= b) for a == b, or 1 - (a <= b) * (a >= b) for a != b",
+            )
+        if ch == "=":  # a keyword argument
             out.append(_Token("op", "=", i))
             i += 1
             continue
@@ -143,7 +151,7 @@ def _tokens(text: str) -> list[_Token]:
                 i += len(op)
                 break
         else:
-            hint = "strings, lambdas, comparisons and other Python syntax are not part of the model language"
+            hint = "strings, lambdas, `and`/`or` and other Python syntax are not part of the model language"
             if ch in "'\"":
                 raise _SyntaxError("strings are not allowed", i, hint)
             raise _SyntaxError(f"unexpected character {ch!r}", i, hint)
@@ -227,7 +235,12 @@ class _Parser:
         return self.level(0)
 
     def level(self, i: int) -> Node:
-        """Left-associative infix operators, loosest first (``+ -``, then ``* / @``)."""
+        """Left-associative infix operators, loosest first (comparisons, ``+ -``, then ``* / @``).
+
+        Operators of precedence 0 (the comparisons) do not chain: Python reads
+        ``a < b < c`` as ``a < b and b < c``, a left-associative parse would
+        read ``(a < b) < c``, so it is an error that says how to write either.
+        """
         if i == len(self.g.levels):
             return self.unary()
         ops = self.g.levels[i]
@@ -235,6 +248,15 @@ class _Parser:
         while self.at(*ops):
             tok = self.take()
             right = self.level(i + 1)
+            if OPS[ops[tok.text]].precedence == 0 and self.at(*ops):
+                second = self.take()
+                a, b, c = unparse(left, 1), unparse(right, 1), unparse(self.level(i + 1), 1)
+                raise _SyntaxError(
+                    f"chained comparison `{a} {tok.text} {b} {second.text} {c}`",
+                    second.pos,
+                    f"comparisons do not chain in the model language; for 'both hold' multiply them: "
+                    f"({a} {tok.text} {b}) * ({b} {second.text} {c})",
+                )
             left = Node(ops[tok.text], (left, right), pos=tok.pos)
         return left
 
@@ -491,7 +513,8 @@ def unparse(node: Node, outer: int = 0) -> str:
         return f"({text})" if prec < outer else text
     if op.notation == "infix":
         right_prec = prec if op.associative else prec + 1
-        text = f"{unparse(node.args[0], prec)} {op.symbol} {unparse(node.args[1], right_prec)}"
+        left_prec = prec + 1 if prec == 0 else prec  # comparisons do not chain: (a < b) < c keeps its parentheses
+        text = f"{unparse(node.args[0], left_prec)} {op.symbol} {unparse(node.args[1], right_prec)}"
         return f"({text})" if prec < outer else text
     if op.notation == "prefix":
         text = f"{op.symbol}{unparse(node.args[0], prec)}"

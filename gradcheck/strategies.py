@@ -135,6 +135,20 @@ _BOUNDED = ("sin", "cos", "tanh", "sigmoid", "atan", "erf")
 _LINEAR = ("asinh", "softplus")
 #: Functions that have kinks (with ``kinks=True`` only).
 _KINKED = ("abs", "relu")
+#: Smooth activations, growing at most linearly (``{u}`` is the operand).
+_ACTIVATIONS = ("gelu({u})", "silu({u})")
+#: Comparisons, ``where`` and the kinked functions of SPEC section 3.1 (with ``kinks=True`` only):
+#: ``{u}`` and ``{v}`` are operands. Comparisons and ``sign`` jump at their kink.
+_LOGIC = (
+    "leaky_relu({u}, slope=0.1)",
+    "elu({u}, alpha=2)",
+    "clamp({u}, -1, 1)",
+    "where({u} > {v}, {u}, {v})",
+    "sign({u})",
+    "({u} > {v})",
+    "({u} <= {v})",
+    "where({u} >= 0.5, {v}, 2 * {u})",
+)
 
 
 @st.composite
@@ -148,8 +162,9 @@ def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> s
         return str(draw(_expression(names, depth - 1, kinks)))
 
     kinds = ["leaf", "add", "mul", "bounded", "sub", "neg", "pow", "linear", "div", "positive", "half"]
+    kinds += ["activation"]
     if kinks:
-        kinds += ["kinked", "minmax"]
+        kinds += ["kinked", "minmax", "logic"]
     kind = draw(st.sampled_from(kinds))
     if kind == "leaf":
         return str(draw(leaf))
@@ -179,6 +194,10 @@ def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> s
         # functions defined only on (-1, 1), given an argument in (-0.5, 0.5)
         fn = draw(st.sampled_from(("asin", "acos", "atanh")))
         return f"{fn}({draw(st.sampled_from(('tanh', 'sin')))}({sub()}) / 2)"
+    if kind == "activation":
+        return draw(st.sampled_from(_ACTIVATIONS)).format(u=sub())
+    if kind == "logic":
+        return draw(st.sampled_from(_LOGIC)).format(u=sub(), v=sub())
     if kind == "kinked":
         return f"{draw(st.sampled_from(_KINKED))}({sub()})"
     return f"{draw(st.sampled_from(('max', 'min')))}({sub()}, {sub()})"
@@ -218,8 +237,12 @@ def expressions(
       ``1 + sigmoid(u)``), ``asin``/``acos``/``atanh`` get ``tanh(u)/2`` or
       ``sin(u)/2``, and a divisor is one of the same positive forms; ``exp``
       only ever sees a bounded argument, so nothing overflows from ``exp``;
-    * with ``kinks=True`` ``abs``, ``relu``, ``max`` and ``min`` may appear;
-      at their kinks :func:`gradcheck.check` reports ``kink``.
+    * ``gelu`` and ``silu`` may appear anywhere (smooth);
+    * with ``kinks=True`` ``abs``, ``relu``, ``max`` and ``min`` may appear,
+      and so may ``leaky_relu``, ``elu``, ``clamp``, ``sign``, comparisons
+      (``u > v``, ``u <= v``) and ``where`` with a comparison as its
+      condition; at their kinks :func:`gradcheck.check` reports ``kink``
+      (or ``agree`` where both sides are equal).
 
     Not guaranteed: that the value is small (``((x**3)**3)**3`` is allowed),
     so at large inputs rounding can make a check report ``undefined``

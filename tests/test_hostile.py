@@ -316,3 +316,52 @@ def test_huge_numbers_in_yaml(text, pattern):
 def test_huge_seed_is_a_report():
     text = "params: {w: 1.0}\nmodel: {loss: w**2}\ncheck: {points: 2, seed: 99999999999999999999}\n"
     assert gc.check(gc.loads(text)).status == "agree"
+
+
+# Comparisons, where and keyword attributes (SPEC section 3.1): the new syntax, attacked.
+LOGIC_PAYLOADS = [
+    "w != 1",
+    "w < 1 < 2",
+    "w <> 1",
+    "w =< 1",
+    "w => 1",
+    "w >> 1",
+    "w << 1",
+    "w < = 1",
+    "w > 0 or w",
+    "not w > 0",
+    "w if w > 0 else x",
+    "where(w > 0, w)",
+    "where(w > 0, w, x, x)",
+    "where(w > 0, w, x)(1)",
+    f"where(w > 0, {TOUCH}, 0)",
+    "leaky_relu(w, slope=__import__('os'))",
+    "leaky_relu(w, slope=w)",
+    "leaky_relu(w, slope=x > 0)",
+    "leaky_relu(w, slope='0.1')",
+    "leaky_relu(w, slope=1e999)",
+    "leaky_relu(w, slope=0.1, slope=0.2)",
+    "leaky_relu(slope=0.1, w)",
+    "leaky_relu(w, **{'slope': 1})",
+    "elu(w, alpha=[1, 2])",
+    "elu(w, alpha=True)",
+    "gelu(w, approximate='tanh')",
+    "clamp(w, lo=0, hi=1)",
+    "sign(w).__class__",
+    "(w > 0).real",
+]
+
+
+@pytest.mark.parametrize("payload", LOGIC_PAYLOADS)
+def test_logic_payload_is_rejected(payload):
+    with pytest.raises(ModelError, match=r"^evil\.yaml:\d+:\d+: model\.loss: \S"):
+        gc.loads(as_model(payload), path="evil.yaml")
+    with pytest.raises(ModelError, match=r"^<model>: model\.loss: \S"):
+        gc.Model.from_dict({"params": {"w": [1.0, 2.0]}, "data": {"x": [1.0, 2.0]}, "model": {"loss": payload}})
+
+
+def test_logic_syntax_that_is_valid_checks():
+    # the nearest valid neighbours of the payloads above
+    text = "sum(where(w > 0, leaky_relu(w, slope=0.1), elu(w, alpha=2)) * (x <= 1.5) + clamp(w, -1, 1))"
+    model = gc.Model.from_dict({"params": {"w": [0.5, -2.0]}, "data": {"x": [1.0, 2.0]}, "model": {"loss": text}})
+    assert gc.check(model).status == "agree"

@@ -14,7 +14,7 @@ ELEMENTWISE = sorted(n for n, op in FUNCTIONS.items() if op.builtin and op.kind 
 STRUCTURAL = sorted(n for n, op in FUNCTIONS.items() if op.builtin and op.kind == "structural")
 # Inside and outside the domains of every function (|x| > 1, x < 0, 0, ...).
 POINTS = np.array([-2.5, -1.0, -0.3, 0.0, 0.4, 1.0, 1.7, 30.0])
-SHAPES = {"a": (), "b": (), "v": (3,), "c": (3,), "M": (2, 3), "e": (), "pi": ()}
+SHAPES = {"a": (), "b": (), "d": (), "v": (3,), "c": (3,), "M": (2, 3), "e": (), "pi": ()}
 
 
 def _run(text: str, env: dict, backend: str, mod) -> object:
@@ -47,6 +47,9 @@ def test_elementwise_mpmath_forms(name):
     op = OPS[name]
     if op.arity == 1:
         plain, exact = _both(f"{name}(a)", {"a": POINTS})
+    elif op.arity == 3:  # where, clamp
+        a, b, d = (g.ravel() for g in np.meshgrid(POINTS, POINTS, POINTS))
+        plain, exact = _both(f"{name}(a, b, d)", {"a": a, "b": b, "d": d})
     else:
         a, b = np.meshgrid(POINTS, POINTS)
         plain, exact = _both(f"{name}(a, b)", {"a": a.ravel(), "b": b.ravel()})

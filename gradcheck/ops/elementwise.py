@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
-from .core import _each, _mp, elementwise
+from .core import Attr, _each, _mp, elementwise
 
 
 def _np_erf(x: Any) -> Any:
@@ -88,4 +89,47 @@ elementwise(
     "atan2", 2, lambda N, a, b: N.arctan2(a, b), lambda T, a, b: T.atan2(T.as_tensor(a), T.as_tensor(b)),
     lambda S, a, b: _each(S.atan2, a, b), lambda M, a, b: _mp(M, _mp_atan2(M), a, b), "angle of the point (b, a)",
     analytic=False,
+)  # fmt: skip
+
+# Activations (SPEC section 3.1). Kinked ones follow relu: a kink rule at 0 and non-analytic NumPy forms.
+elementwise(
+    "leaky_relu", 1, lambda N, x, slope: N.where(x > 0, x, slope * x),
+    lambda T, x, slope: T.nn.functional.leaky_relu(x, slope),
+    lambda S, x, slope: _each(lambda a: S.Max(0, a) + S.Float(slope) * S.Min(0, a), x),
+    lambda M, x, slope: _mp(M, lambda a: a if a > 0 else M.mpf(slope) * a, x),
+    "x where x > 0, else slope * x",
+    kink=lambda N, x: x, kink_doc="at 0", analytic=False, attrs=(Attr("slope", 0.01, ("float",), "the slope for x < 0"),),
+    convention="torch: leaky_relu'(0) = slope; SymPy: Heaviside(0) = 1/2, so (1 + slope) / 2; central difference: the average of both sides",
+)  # fmt: skip
+elementwise(
+    "elu", 1, lambda N, x, alpha: N.where(x > 0, x, alpha * N.expm1(N.minimum(x, 0))),
+    lambda T, x, alpha: T.nn.functional.elu(x, alpha),
+    lambda S, x, alpha: _each(lambda a: S.Max(0, a) + S.Float(alpha) * (S.exp(S.Min(0, a)) - 1), x),
+    lambda M, x, alpha: _mp(M, lambda a: a if a > 0 else M.mpf(alpha) * M.expm1(a), x),
+    "x where x > 0, else alpha * (exp(x) - 1)",
+    kink=lambda N, x: x, kink_doc="at 0, unless alpha = 1 (then the two sides' slopes agree and only the second derivative jumps)",
+    analytic=False, attrs=(Attr("alpha", 1.0, ("float",), "the scale for x < 0"),),
+    convention="torch: elu'(0) = alpha; SymPy: Heaviside(0) = 1/2, so (1 + alpha) / 2; central difference: the average of both sides",
+)  # fmt: skip
+elementwise(
+    "gelu", 1, lambda N, x: x * (1 + _np_erf(x / math.sqrt(2))) / 2, lambda T, x: T.nn.functional.gelu(x),
+    lambda S, x: _each(lambda a: a * (1 + S.erf(a / S.sqrt(2))) / 2, x),
+    lambda M, x: _mp(M, lambda a: a * (1 + M.erf(a / M.sqrt(2))) / 2, x),
+    "x * (1 + erf(x / sqrt(2))) / 2 (exact, torch's default)", analytic=False,
+)  # fmt: skip
+elementwise(
+    "silu", 1, lambda N, x: x / (1 + N.exp(-x)), lambda T, x: T.nn.functional.silu(x),
+    lambda S, x: _each(lambda a: a / (1 + S.exp(-a)), x), lambda M, x: _mp(M, lambda a: a / (1 + M.exp(-a)), x),
+    "x * sigmoid(x)",
+)  # fmt: skip
+elementwise(
+    "softsign", 1, lambda N, x: x / (1 + N.abs(x)), lambda T, x: T.nn.functional.softsign(x),
+    lambda S, x: _each(lambda a: a / (1 + S.Abs(a)), x), lambda M, x: _mp(M, lambda a: a / (1 + abs(a)), x),
+    "x / (1 + abs(x))",
+    kink=lambda N, x: x, kink_doc="none (at 0 the derivative is continuous, 1; only the second derivative jumps)",
+    analytic=False, convention="smooth at 0: every source gives 1 there",
+)  # fmt: skip
+elementwise(
+    "square", 1, lambda N, x: x * x, lambda T, x: T.square(x), lambda S, x: _each(lambda a: a**2, x),
+    lambda M, x: _mp(M, lambda a: a * a, x), "x ** 2",
 )  # fmt: skip
