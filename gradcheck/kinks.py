@@ -107,7 +107,7 @@ def find_sites(model: Model, point: Mapping[str, np.ndarray]) -> list[KinkSite]:
         if op.kink is None:
             return
         with np.errstate(all="ignore"):
-            mask = np.asarray(op.kink(np, *[np.asarray(a) for a in args])) == 0
+            mask = np.asarray(op.kink_at(np, node, [np.asarray(a) for a in args])) == 0
         if not mask.any():
             return
         params: set[str] = set()
