@@ -334,7 +334,7 @@ class _Parser:
         self.nest(name.pos)
         args: list[Node] = []
         given: list[tuple[_Token, object, int]] = []  # keyword, value, position of the value
-        while True:
+        while not (self.at(")") and not args and not given):  # ``f()``: no operands (an arity error below)
             if self.tok.kind == "name" and self.toks[self.i + 1].text == "=":
                 key = self.take()
                 self.take("=")
@@ -376,7 +376,8 @@ class _Parser:
         if attr is None:
             names = [a.name for a in op.attrs]
             if not names:
-                fix = f"{op.spelling}() takes no keyword arguments"
+                shown = op.signature() if len(overloads(op.spelling)) > 1 else f"{op.spelling}()"
+                fix = f"{shown} takes no keyword arguments"
             else:
                 guess = close_match(key.text, names)
                 takes = f"{op.spelling}() takes " + ", ".join(f"{a.name}=" for a in op.attrs)

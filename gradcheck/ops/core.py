@@ -134,8 +134,12 @@ class Op:
     (``max(a, b)`` elementwise, ``max(v)`` a reduction): the parser picks the
     entry by spelling and number of positional arguments (:func:`overloads`).
     A structural op's ``kink`` rule takes ``(mod, args, shapes, **attrs)`` like
-    its forms and returns one value per output element (batch axes first);
-    an elementwise one takes the aligned operands (see :meth:`kink_at`).
+    its forms and returns one value per element of its first operand (batch
+    axes first: for ``max(v)``, ``v_j`` minus the largest of the others, so
+    the sign says which element is the maximum and a change of maximum is a
+    change of sign); an elementwise one takes the aligned operands and
+    returns one value per output element (see :meth:`kink_at`,
+    :meth:`kink_rank`).
     """
 
     name: str
@@ -194,6 +198,12 @@ class Op:
         if self.kind == "elementwise":
             return self.kink(mod, *args)
         return self.kink(mod, list(args), [tuple(a.shape) for a in node.args], **self.bind(node.attrs))
+
+    def kink_rank(self, node: Any) -> int:
+        """The per-sample rank of :meth:`kink_at`'s value at ``node`` (what follows its batch axes)."""
+        if self.kind == "elementwise" or not node.args:
+            return len(node.shape)
+        return len(node.args[0].shape)
 
     def signature(self) -> str:
         """How the function is written, e.g. ``max(a, b)`` or ``sum(v)``."""

@@ -273,23 +273,26 @@ def _extreme(mod: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, top: boo
 def _extreme_kink(
     mod: Any, args: list[Any], shapes: list[Shape], axis: Any = None, keepdims: bool = False, top: bool = True
 ) -> Any:
-    """Per output element, the gap between the two largest (smallest) elements: zero at a tie."""
+    """Per element of ``v``: it minus the largest of the others in its group (for ``min``: the smallest of the others minus it).
+
+    Positive for the maximum, negative for the others, zero exactly where the
+    two largest tie: a change of maximum is a change of sign.
+    """
     shape = shapes[0]
     x = mod.asarray(args[0])
+    x = x if top else -x
     neg = _neg(shape, axis)
     k = len(neg)
-    moved = mod.moveaxis(x, neg, tuple(range(-k, 0))) if k else x
+    if not k:
+        return mod.ones(x.shape)
+    moved = mod.moveaxis(x, neg, tuple(range(-k, 0)))
     flat = moved.reshape(moved.shape[: moved.ndim - k] + (-1,))
     if flat.shape[-1] < 2:
-        gap = mod.ones(flat.shape[:-1])
-    else:
-        part = mod.partition(flat if top else -flat, -2, axis=-1)
-        gap = part[..., -1] - part[..., -2]
-    if keepdims:
-        gap = gap.reshape(gap.shape + (1,) * 0).reshape(
-            x.shape[: x.ndim - len(shape)] + _reduced(shape, axes_of(shape, axis), True)
-        )
-    return gap
+        return mod.ones(x.shape)
+    part = mod.partition(flat, -2, axis=-1)
+    top1, top2 = part[..., -1:], part[..., -2:-1]
+    q = flat - mod.where(flat >= top1, top2, top1)
+    return mod.moveaxis(q.reshape(moved.shape), tuple(range(-k, 0)), neg)
 
 
 def _sympy_extreme(S: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, top: bool) -> Any:
