@@ -67,6 +67,9 @@ def test_examples(path, mode):
         "sum(softmax(W @ x)) + logsumexp(v) + norm(W[1])",  # no rule: plain fallback
         "sum((W @ W.T) @ y) + sum(s * v)",  # matrix-matrix, scalar broadcast: fallback
         "max(v[0], v[1]) + sum(relu(W @ x - 0.1))",
+        "sum(sum(W, axis=0) * x) + dot(mean(W, axis=-1), v) + sum(mean(W, axis=[1, 0], keepdims=True) * W)",
+        "sum(sum(W, axis=1, keepdims=True) ** 2) + sum(exp(sum(v, axis=0))) + var(W, axis=0)[1]",
+        "sum(max(W, axis=0) * x) + min(v) + sum(softmax(W, axis=0) * log_softmax(W)) + norm(W, axis=1)[0]",
     ],
 )
 def test_structural_rules_and_fallbacks(loss):
@@ -157,8 +160,8 @@ def test_kink_crossings_on_random_models(spec):
         np.testing.assert_array_equal(got, plain_crossings(model, point, name, idx, vals, "float64"))
 
 
-def test_reduction_rules_decline_attributes_they_do_not_handle():
-    """A future ``sum(v, axis=0)`` must be evaluated densely, never by the all-elements rule."""
+def test_reduction_rules_follow_their_axes():
+    """``sum(v)``, ``mean(v)`` and ``sum(M, axis=...)``: the changed output position moves by the change."""
     from gradcheck import incremental
     from gradcheck.expr import Node, infer_shapes, parse
     from gradcheck.ops import OPS
@@ -171,5 +174,21 @@ def test_reduction_rules_decline_attributes_they_do_not_handle():
         base = np.float64(3.0 if name == "sum" else 1.0)
         out = op.incremental(op, node, [sparse], base, ctx)
         np.testing.assert_allclose(out.array, want)
-        with_axis = Node(node.op, node.args, node.value, node.pos, node.text, node.shape, (("axis", 0),))
-        assert op.incremental(op, with_axis, [sparse], base, ctx) is None
+        unknown = Node(node.op, node.args, node.value, node.pos, node.text, node.shape, (("other", 0),))
+        assert op.incremental(op, unknown, [sparse], base, ctx) is None  # an attribute it does not know: declined
+    M = np.arange(6.0).reshape(2, 3)
+    moved = incremental.Sparse(M, (2, 3), np.array([1, 5]), np.array([10.0, -1.0]))  # M[0, 1] = 10, M[1, 2] = -1
+    for text, shape, want in (
+        ("sum(M, axis=0)", (3,), [M.sum(0) + [0, 9, 0], M.sum(0) + [0, 0, -6]]),
+        (
+            "mean(M, axis=-1, keepdims=True)",
+            (2, 1),
+            [M.mean(1, keepdims=True) + [[3], [0]], M.mean(1, keepdims=True) + [[0], [-2]]],
+        ),
+    ):
+        node = infer_shapes(parse(text), {"M": (2, 3)})
+        assert node.shape == shape
+        op = OPS[node.op]
+        base = np.asarray(op.numpy(np, [M], [(2, 3)], **op.bind(node.attrs)))
+        out = op.incremental(op, node, [moved], base, incremental.Context(2, False))
+        np.testing.assert_allclose(incremental.densify(out, incremental.Context(2, False)), want)
