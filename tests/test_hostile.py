@@ -316,3 +316,39 @@ def test_huge_numbers_in_yaml(text, pattern):
 def test_huge_seed_is_a_report():
     text = "params: {w: 1.0}\nmodel: {loss: w**2}\ncheck: {points: 2, seed: 99999999999999999999}\n"
     assert gc.check(gc.loads(text)).status == "agree"
+
+
+@pytest.mark.parametrize(
+    ("loss", "pattern"),
+    [
+        (
+            "sum(M, axis=99999999999999999999)",
+            r"axis 99999999999999999999 is out of range for a value of shape \[2, 3\]",
+        ),
+        (
+            "mean(M, axis=-99999999999999999999)",
+            r"axis -99999999999999999999 is out of range .* valid axes: 0 \(or -2\)",
+        ),
+        (
+            "sum(M, axis=[" + ", ".join(["1"] * 2000) + "])",
+            r"axis \[1, 1, 1, 1, 1, 1, 1, 1, \.\.\.\] names axis 1 twice",
+        ),
+        ("var(M, axis=[0, -2])", r"axis \[0, -2\] names axis 0 twice — valid axes: 0 \(or -2\), 1 \(or -1\)"),
+        ("max(M, axis=[0, 1, 2])", r"axis 2 is out of range for a value of shape \[2, 3\]"),
+        ("sum(M, keepdims=3)", r"sum\(\): keepdims= takes True or False, got 3"),
+        ("sum(M, keepdims=1e400)", r"number 1e400 is out of range"),
+        ("sum(M, axis=True)", r"sum\(\): axis= takes an integer or a list of integers, got True"),
+        ("softmax(M, axis=[0, 1])", r"softmax\(\): axis= takes an integer, got \[0, 1\]"),
+        ("logsumexp(M, axis=0, axis=1)", r"logsumexp\(\) got axis= twice"),
+        ("min(M, M, M, M)", r"min\(\) takes 1 or 2 arguments, got 4"),
+        (
+            "max(M, keepdims=True, M)",
+            r"a positional argument follows a keyword argument — write the operands first: max\(v",
+        ),
+    ],
+    ids=lambda value: value[:40],
+)
+def test_hostile_reduction_attributes(loss, pattern):
+    text = f"params:\n  M: [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]\nmodel:\n  loss: {loss}\n"
+    with pytest.raises(ModelError, match=pattern):
+        gc.loads(text)

@@ -274,7 +274,7 @@ def test_calls_print_as_written(text):
             "sum(v, axis=2)",
             r"model\.loss: shape error: axis 2 is out of range for a value of shape \[3\] — valid axes: 0 \(or -1\)",
         ),
-        ("sum(M, axis=[0, -2])", r"axis \[0, -2\] names an axis twice — valid axes: 0 \(or -2\), 1 \(or -1\)"),
+        ("sum(M, axis=[0, -2])", r"axis \[0, -2\] names axis 0 twice — valid axes: 0 \(or -2\), 1 \(or -1\)"),
         (
             "mean(w, axis=0)",
             r"axis 0 is out of range for a value of shape \[\] — a scalar has no axes: leave out axis=",
@@ -318,3 +318,16 @@ def test_near_a_tie_the_steps_stay_below_it(name):
     tv = torch.tensor(v, dtype=torch.float64, requires_grad=True)
     (_torch_reduce(name, tv, 1, None, False, 0) ** 3 + tv.sum()).backward()
     _agree_with(report, "v", tv.grad.numpy())
+
+
+def test_strategies_draw_reductions():
+    from hypothesis import find
+
+    from gradcheck import strategies as gst
+
+    text = find(gst.expressions(names=("w", "x")), lambda t: "keepdims=True" in t)
+    assert text in {f"{f}(w, keepdims=True)" for f in ("sum", "mean", "var", "logsumexp")}
+    kinked = find(gst.expressions(names=("w",), kinks=True), lambda t: "max(w, keepdims" in t)
+    assert kinked == "max(w, keepdims=True)"
+    spec = find(gst.models(), lambda s: "axis=" in s["model"].get("y_pred", s["model"]["loss"]))
+    assert gc.check(gc.Model.from_dict(spec)).status == "agree"

@@ -42,7 +42,9 @@ def axes_of(shape: Shape, axis: int | tuple[int, ...] | None) -> tuple[int, ...]
             raise ShapeError(f"axis {a} is out of range for a value of shape {list(shape)}", _valid(rank))
         out.append(a % rank)
     if len(set(out)) != len(out):
-        raise ShapeError(f"axis {list(given)} names an axis twice", _valid(rank))
+        twice = next(given[i] for i in range(len(out)) if out[i] in out[:i])
+        shown = list(given) if len(given) <= 8 else "[" + ", ".join(map(str, given[:8])) + ", ...]"
+        raise ShapeError(f"axis {shown} names axis {twice % rank} twice", _valid(rank))
     return tuple(sorted(out))
 
 
