@@ -192,3 +192,28 @@ def test_reduction_rules_follow_their_axes():
         base = np.asarray(op.numpy(np, [M], [(2, 3)], **op.bind(node.attrs)))
         out = op.incremental(op, node, [moved], base, incremental.Context(2, False))
         np.testing.assert_allclose(incremental.densify(out, incremental.Context(2, False)), want)
+
+
+REDUCED_KINKS = {
+    "params": {"M": [[0.3, 0.31, -0.2], [0.5, -0.1, 0.45]], "v": [0.2, 0.25]},
+    "data": {"x": [[1.0, 0.9, 2.0], [0.5, 1.0, -1.0]]},
+    "model": {"loss": "sum(max(M * x, axis=1) * v) + min(M, axis=[0, 1]) + max(v, keepdims=True)[0]"},
+}
+
+
+@pytest.mark.parametrize("name", ["M", "v"])
+@pytest.mark.parametrize("step", [0.3, 0.05, 1e-3])
+def test_kink_crossings_of_reductions(name, step):
+    """``max(v)``/``min(v)`` cross where the maximum changes: the incremental crossings equal the plain ones."""
+    model = gc.Model.from_dict(REDUCED_KINKS)
+    point = model.param_values()
+    k = point[name].size
+    idx = np.concatenate([np.arange(k), np.arange(k)])
+    vals = point[name].reshape(-1)[idx] + step * np.concatenate([np.ones(k), -np.ones(k)])
+    params = {key: np.asarray(v) for key, v in point.items()}
+    got = perturb.crossings(model, params, name, idx, vals, "float64")
+    want = plain_crossings(model, point, name, idx, vals, "float64")
+    np.testing.assert_array_equal(got, want)
+    if step == 0.05:
+        assert want.any()  # some moves change a maximum (v[0] + 0.05 passes v[1]) ...
+        assert not want.all()  # ... and some do not
