@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .errors import ModelError, close_match
-from .ops import FUNCTIONS, OPS, Op, Shape, ShapeError
+from .ops import FUNCTIONS, OPS, Op, Shape, ShapeError, lookup, overloads
 
 #: Longest expression accepted, in characters (see docs/limits.md).
 MAX_LENGTH = 10_000
@@ -347,26 +347,30 @@ class _Parser:
         raise _SyntaxError(f"expected a number, a name or '(', found {got}", tok.pos)
 
     def call(self, name: _Token) -> Node:
-        op = FUNCTIONS.get(name.text)
-        if op is None:
+        forms = overloads(name.text)
+        if not forms:
             guess = close_match(name.text, FUNCTIONS)
             fix = f"did you mean {guess!r}?" if guess else "functions: " + ", ".join(sorted(FUNCTIONS))
             raise _SyntaxError(f"unknown function {name.text!r}", name.pos, fix)
         self.take("(")
         self.nest(name.pos)
         args: list[Node] = []
-        attrs: dict[str, object] = {}
-        while True:
+        given: list[tuple[_Token, object, int]] = []  # keyword, value, position of the value
+        while not (self.at(")") and not args and not given):  # ``f()``: no operands (an arity error below)
             if self.tok.kind == "name" and self.toks[self.i + 1].text == "=":
                 key = self.take()
                 self.take("=")
-                attrs[key.text] = self.keyword(op, key, attrs)
+                if any(k.text == key.text for k, _, _ in given):
+                    raise _SyntaxError(f"{name.text}() got {key.text}= twice", key.pos)
+                pos = self.tok.pos
+                given.append((key, self.constant(), pos))
             else:
-                if attrs:
+                if given:
+                    shown = " or ".join(op.signature() for op in forms)
                     raise _SyntaxError(
                         "a positional argument follows a keyword argument",
                         self.tok.pos,
-                        f"write the operands first: {op.signature()}",
+                        f"write the operands first: {shown}",
                     )
                 args.append(self.expr())
             if not self.at(","):
@@ -374,35 +378,37 @@ class _Parser:
             self.take()
         self.take(")")
         self.depth -= 1
-        if len(args) != op.arity and not (op.variadic and len(args) >= op.arity):
-            least = "at least " if op.variadic else ""
-            raise _SyntaxError(
-                f"{name.text}() takes {least}{op.arity} argument{'s' if op.arity > 1 else ''}, got {len(args)}",
-                name.pos,
-                f"{name.text}: {op.doc}",
-            )
+        op = lookup(name.text, len(args))
+        if op is None:
+            if len(forms) == 1:
+                least = "at least " if forms[0].variadic else ""
+                takes = f"{least}{forms[0].arity} argument{'s' if forms[0].arity > 1 else ''}"
+                fix = f"{name.text}: {forms[0].doc}"
+            else:
+                counts = [str(f.arity) + (" or more" if f.variadic else "") for f in forms]
+                takes = f"{', '.join(counts[:-1])} or {counts[-1]} arguments"
+                fix = "; ".join(f"{f.signature()}: {f.doc}" for f in forms)
+            raise _SyntaxError(f"{name.text}() takes {takes}, got {len(args)}", name.pos, fix)
+        attrs = {key.text: self.keyword(op, key, value, pos) for key, value, pos in given}
         return Node(op.name, tuple(args), pos=name.pos, attrs=tuple(attrs.items()))
 
-    def keyword(self, op: Op, key: _Token, given: Mapping[str, object]) -> object:
-        """The constant value of keyword argument ``key``, checked against ``op``'s attributes."""
+    def keyword(self, op: Op, key: _Token, value: object, pos: int) -> object:
+        """The value of keyword argument ``key`` (a constant at ``pos``), checked against ``op``'s attributes."""
         attr = op.attr(key.text)
         if attr is None:
             names = [a.name for a in op.attrs]
             if not names:
-                fix = f"{op.name}() takes no keyword arguments"
+                shown = op.signature() if len(overloads(op.spelling)) > 1 else f"{op.spelling}()"
+                fix = f"{shown} takes no keyword arguments"
             else:
                 guess = close_match(key.text, names)
-                takes = f"{op.name}() takes " + ", ".join(f"{a.name}=" for a in op.attrs)
+                takes = f"{op.spelling}() takes " + ", ".join(f"{a.name}=" for a in op.attrs)
                 fix = f"did you mean {guess!r}? {takes}" if guess else takes
-            raise _SyntaxError(f"{op.name}() got an unknown keyword argument {key.text!r}", key.pos, fix)
-        if key.text in given:
-            raise _SyntaxError(f"{op.name}() got {key.text}= twice", key.pos)
-        pos = self.tok.pos
-        value = self.constant()
+            raise _SyntaxError(f"{op.spelling}() got an unknown keyword argument {key.text!r}", key.pos, fix)
         try:
             return attr.coerce(value)
         except TypeError as err:
-            raise _SyntaxError(f"{op.name}(): {err}", pos, f"{op.name}: {op.signature()}") from None
+            raise _SyntaxError(f"{op.spelling}(): {err}", pos, f"{op.spelling}: {op.signature()}") from None
 
     def constant(self) -> object:
         """A keyword argument's value: a number, ``True``, ``False`` or a list of integers."""
@@ -483,7 +489,7 @@ def infer_shapes(node: Node, shapes: Mapping[str, Shape], text: str | None = Non
         shape = op.shape(*(a.shape for a in args), **op.bind(node.attrs))
     except ShapeError as err:
         raise ModelError(
-            f"shape error: {err}", fix="check the shapes of the operands", text=text, offset=node.pos
+            f"shape error: {err}", fix=err.fix or "check the shapes of the operands", text=text, offset=node.pos
         ) from None
     return Node(node.op, args, node.value, node.pos, node.text, shape, node.attrs)
 
@@ -525,4 +531,4 @@ def unparse(node: Node, outer: int = 0) -> str:
         index = dict(node.attrs).get("index", node.value)
         return f"{unparse(node.args[0], prec)}[{', '.join(map(str, index))}]"  # type: ignore[call-overload]
     parts = [unparse(a) for a in node.args] + [f"{k}={_constant_text(v)}" for k, v in node.attrs]
-    return f"{node.op}({', '.join(parts)})"
+    return f"{op.spelling}({', '.join(parts)})"

@@ -164,23 +164,42 @@ def elementwise(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
 
 
 def _changed_total(node: Any, args: list[Value], base: Any, ctx: Context, divide: bool) -> Value:
-    if node.attrs:  # an axis= or keepdims= (not handled here): evaluate densely
+    """A sum (``divide``: a mean) over some axes: the one output position the change falls into moves by it."""
+    attrs = dict(node.attrs)
+    if set(attrs) - {"axis", "keepdims"}:
         return None
     (a,) = args
-    total = np.asarray(base)
+    rank = len(a.shape)
+    axis = attrs.get("axis")
+    if axis is None:
+        axes = tuple(range(rank))
+    else:
+        given = (axis,) if isinstance(axis, int) else tuple(axis)  # checked by the shape rule
+        axes = tuple(sorted(int(i) % rank for i in given)) if rank else ()
     change = a.vals - a.old()
     if divide:
-        change = change / max(1, int(np.prod(a.shape, dtype=np.int64)))
-    return _plus(total, change, ctx)
+        change = change / max(1, int(np.prod([a.shape[i] for i in axes], dtype=np.int64)))
+    out_shape = tuple(node.shape)
+    if not out_shape:
+        return _plus(np.asarray(base), change, ctx)
+    at = np.unravel_index(a.pos, a.shape)
+    if attrs.get("keepdims", False):
+        kept = [np.zeros_like(a.pos) if i in axes else at[i] for i in range(rank)]
+    else:
+        kept = [at[i] for i in range(rank) if i not in axes]
+    out_pos = np.ravel_multi_index(tuple(kept), out_shape)
+    base = np.asarray(base)
+    old_out, change = _pair(gather(base, out_shape, out_pos), change)
+    return Sparse(base, out_shape, out_pos, old_out + change)
 
 
 def changed_sum(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
-    """``sum`` of all elements of a perturbed value: the old total plus the one change."""
+    """``sum`` of a perturbed value (over ``axis=``, default all): the old total plus the one change."""
     return _changed_total(node, args, base, ctx, divide=False)
 
 
 def changed_mean(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
-    """``mean`` of all elements of a perturbed value: the old mean plus the change over the size."""
+    """``mean`` of a perturbed value (over ``axis=``): the old mean plus the change over the reduced size."""
     return _changed_total(node, args, base, ctx, divide=True)
 
 

@@ -107,7 +107,7 @@ def find_sites(model: Model, point: Mapping[str, np.ndarray]) -> list[KinkSite]:
         if op.kink is None:
             return
         with np.errstate(all="ignore"):
-            mask = np.asarray(op.kink(np, *[np.asarray(a) for a in args])) == 0
+            mask = np.asarray(op.kink_at(np, node, [np.asarray(a) for a in args])) == 0
         if not mask.any():
             return
         params: set[str] = set()
@@ -120,12 +120,12 @@ def find_sites(model: Model, point: Mapping[str, np.ndarray]) -> list[KinkSite]:
         if not params:
             return
         samples: list[int] = []
-        if model.data and mask.ndim > len(node.shape):
+        if model.data and mask.ndim > op.kink_rank(node):
             n = model.n_samples
             flat = np.broadcast_to(mask, mask.shape[:1] + mask.shape[1:]).reshape(mask.shape[0], -1)
             if flat.shape[0] == n:
                 samples = [int(i) for i in np.nonzero(flat.any(axis=1))[0]]
-        sites.append(KinkSite(op.name, unparse(node), owner.get(id(node), "?"), samples, params, op.convention))
+        sites.append(KinkSite(op.spelling, unparse(node), owner.get(id(node), "?"), samples, params, op.convention))
 
     env: dict[str, Any] = {k: np.asarray(v, dtype=np.float64) for k, v in point.items()}
     env.update(model.data)

@@ -131,11 +131,11 @@ def _evaluate(
         if out is None:
             dense = [plain(a, n.shape) for a, n in zip(args, node.args)]
             if ctx.flips is not None and op.kink is not None:
-                rank = len(node.shape)
+                rank = len(node.shape) if op.kind == "elementwise" else None  # structural: operands as they are
                 ctx.crossed(
-                    op.kink,
-                    [align(a, len(n.shape), rank) for a, n in zip(dense, node.args)],
-                    [align(a, len(n.shape), rank) for a, n in zip(base_args, node.args)],
+                    lambda mod, *a, op=op, node=node: op.kink_at(mod, node, list(a)),
+                    [a if rank is None else align(a, len(n.shape), rank) for a, n in zip(dense, node.args)],
+                    [a if rank is None else align(a, len(n.shape), rank) for a, n in zip(base_args, node.args)],
                 )
             out = ctx.batched(interp.apply(node, dense, "numpy", np), tuple(node.shape))
         return out, base

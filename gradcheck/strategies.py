@@ -149,6 +149,17 @@ _LOGIC = (
     "({u} <= {v})",
     "where({u} >= 0.5, {v}, 2 * {u})",
 )
+#: Smooth reductions over every axis keeping them (``keepdims=True``): scalars stay scalars and
+#: a vector of length k becomes one of length 1, so the result broadcasts as its operand did.
+_REDUCE = ("sum", "mean", "var", "logsumexp")
+#: Reductions along the one axis of a vector (``_model``'s vector terms: ``V`` and ``v`` have one length).
+_AXIS_TERMS = (
+    "sum(mean(V * v, axis=0, keepdims=True) * V)",
+    "var(V * v, axis=-1)",
+    "logsumexp(tanh(V) * v, axis=[0])",
+    "sum(log_softmax(V * v, axis=0) * v)",
+    "sum(softmax(V, axis=-1) * v)",
+)
 
 
 @st.composite
@@ -161,10 +172,10 @@ def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> s
     def sub() -> str:
         return str(draw(_expression(names, depth - 1, kinks)))
 
-    kinds = ["leaf", "add", "mul", "bounded", "sub", "neg", "pow", "linear", "div", "positive", "half"]
+    kinds = ["leaf", "add", "mul", "bounded", "sub", "neg", "pow", "linear", "div", "positive", "half", "reduce"]
     kinds += ["activation"]
     if kinks:
-        kinds += ["kinked", "minmax", "logic"]
+        kinds += ["kinked", "minmax", "logic", "extreme"]
     kind = draw(st.sampled_from(kinds))
     if kind == "leaf":
         return str(draw(leaf))
@@ -200,6 +211,10 @@ def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> s
         return draw(st.sampled_from(_LOGIC)).format(u=sub(), v=sub())
     if kind == "kinked":
         return f"{draw(st.sampled_from(_KINKED))}({sub()})"
+    if kind == "reduce":
+        return f"{draw(st.sampled_from(_REDUCE))}({sub()}, keepdims=True)"
+    if kind == "extreme":
+        return f"{draw(st.sampled_from(('max', 'min')))}({sub()}, keepdims=True)"
     return f"{draw(st.sampled_from(('max', 'min')))}({sub()}, {sub()})"
 
 
@@ -238,11 +253,15 @@ def expressions(
       ``sin(u)/2``, and a divisor is one of the same positive forms; ``exp``
       only ever sees a bounded argument, so nothing overflows from ``exp``;
     * ``gelu`` and ``silu`` may appear anywhere (smooth);
-    * with ``kinks=True`` ``abs``, ``relu``, ``max`` and ``min`` may appear,
-      and so may ``leaky_relu``, ``elu``, ``clamp``, ``sign``, comparisons
-      (``u > v``, ``u <= v``) and ``where`` with a comparison as its
-      condition; at their kinks :func:`gradcheck.check` reports ``kink``
-      (or ``agree`` where both sides are equal).
+    * reductions over every axis that keep them (``sum mean var logsumexp``
+      with ``keepdims=True``) may appear: a scalar stays a scalar, a vector
+      becomes a vector of length 1, so the result broadcasts as before;
+    * with ``kinks=True`` ``abs``, ``relu``, ``max`` and ``min`` (of two
+      arguments, and of one with ``keepdims=True``) may appear, and so may
+      ``leaky_relu``, ``elu``, ``clamp``, ``sign``, comparisons (``u > v``,
+      ``u <= v``) and ``where`` with a comparison as its condition; at their
+      kinks :func:`gradcheck.check` reports ``kink`` (or ``agree`` where both
+      sides are equal).
 
     Not guaranteed: that the value is small (``((x**3)**3)**3`` is allowed),
     so at large inputs rounding can make a check report ``undefined``
@@ -286,7 +305,7 @@ def _model(
         k = draw(st.integers(2, 3))
         params["V"] = [draw(_value()) for _ in range(k)]
         data["v"] = [[draw(_value()) for _ in range(k)] for _ in range(n)]
-        terms.append(draw(st.sampled_from(("dot(V, v)", "sum(tanh(V * v))", "logsumexp(V * v)"))))
+        terms.append(draw(st.sampled_from(("dot(V, v)", "sum(tanh(V * v))", "logsumexp(V * v)", *_AXIS_TERMS))))
     spec: dict[str, Any] = {"params": params}
     if data:
         spec["data"] = data
@@ -321,7 +340,8 @@ def models(
     ``log(s)`` or ``sqrt(s)``, and
     with ``vectors=True`` sometimes a vector parameter ``V`` with a vector
     data column ``v`` of 2 or 3 elements, used through ``dot``, ``sum`` or
-    ``logsumexp``.
+    ``logsumexp``, or a reduction along its axis (``mean``, ``var``,
+    ``logsumexp``, ``softmax``, ``log_softmax`` with ``axis=``).
 
     Guarantees:
 

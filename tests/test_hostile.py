@@ -365,3 +365,39 @@ def test_logic_syntax_that_is_valid_checks():
     text = "sum(where(w > 0, leaky_relu(w, slope=0.1), elu(w, alpha=2)) * (x <= 1.5) + clamp(w, -1, 1))"
     model = gc.Model.from_dict({"params": {"w": [0.5, -2.0]}, "data": {"x": [1.0, 2.0]}, "model": {"loss": text}})
     assert gc.check(model).status == "agree"
+
+
+@pytest.mark.parametrize(
+    ("loss", "pattern"),
+    [
+        (
+            "sum(M, axis=99999999999999999999)",
+            r"axis 99999999999999999999 is out of range for a value of shape \[2, 3\]",
+        ),
+        (
+            "mean(M, axis=-99999999999999999999)",
+            r"axis -99999999999999999999 is out of range .* valid axes: 0 \(or -2\)",
+        ),
+        (
+            "sum(M, axis=[" + ", ".join(["1"] * 2000) + "])",
+            r"axis \[1, 1, 1, 1, 1, 1, 1, 1, \.\.\.\] names axis 1 twice",
+        ),
+        ("var(M, axis=[0, -2])", r"axis \[0, -2\] names axis 0 twice — valid axes: 0 \(or -2\), 1 \(or -1\)"),
+        ("max(M, axis=[0, 1, 2])", r"axis 2 is out of range for a value of shape \[2, 3\]"),
+        ("sum(M, keepdims=3)", r"sum\(\): keepdims= takes True or False, got 3"),
+        ("sum(M, keepdims=1e400)", r"number 1e400 is out of range"),
+        ("sum(M, axis=True)", r"sum\(\): axis= takes an integer or a list of integers, got True"),
+        ("softmax(M, axis=[0, 1])", r"softmax\(\): axis= takes an integer, got \[0, 1\]"),
+        ("logsumexp(M, axis=0, axis=1)", r"logsumexp\(\) got axis= twice"),
+        ("min(M, M, M, M)", r"min\(\) takes 1 or 2 arguments, got 4"),
+        (
+            "max(M, keepdims=True, M)",
+            r"a positional argument follows a keyword argument — write the operands first: max\(v",
+        ),
+    ],
+    ids=lambda value: value[:40],
+)
+def test_hostile_reduction_attributes(loss, pattern):
+    text = f"params:\n  M: [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]\nmodel:\n  loss: {loss}\n"
+    with pytest.raises(ModelError, match=pattern):
+        gc.loads(text)

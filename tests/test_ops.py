@@ -49,7 +49,7 @@ def _grad(report: gc.Report, name: str) -> dict[str, float]:
 
 def test_every_function_is_tested_here():
     binary = {"max", "min", "atan2"}
-    structural = {"sum", "mean", "dot", "norm", "logsumexp", "softmax"}
+    structural = {"sum", "mean", "var", "dot", "norm", "logsumexp", "softmax", "log_softmax"}
     # tested in tests/test_ops_logic.py
     logic = {"where", "sign", "clamp", "leaky_relu", "elu", "gelu", "silu", "softsign", "square"}
     assert set(FUNCTIONS) == set(UNARY) | binary | structural | logic

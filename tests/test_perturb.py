@@ -68,6 +68,9 @@ def test_examples(path, mode):
         "sum(softmax(W @ x)) + logsumexp(v) + norm(W[1])",  # no rule: plain fallback
         "sum((W @ W.T) @ y) + sum(s * v)",  # matrix-matrix, scalar broadcast: fallback
         "max(v[0], v[1]) + sum(relu(W @ x - 0.1))",
+        "sum(sum(W, axis=0) * x) + dot(mean(W, axis=-1), v) + sum(mean(W, axis=[1, 0], keepdims=True) * W)",
+        "sum(sum(W, axis=1, keepdims=True) ** 2) + sum(exp(sum(v, axis=0))) + var(W, axis=0)[1]",
+        "sum(max(W, axis=0) * x) + min(v) + sum(softmax(W, axis=0) * log_softmax(W)) + norm(W, axis=1)[0]",
     ],
 )
 def test_structural_rules_and_fallbacks(loss):
@@ -158,8 +161,8 @@ def test_kink_crossings_on_random_models(spec):
         np.testing.assert_array_equal(got, plain_crossings(model, point, name, idx, vals, "float64"))
 
 
-def test_reduction_rules_decline_attributes_they_do_not_handle():
-    """A future ``sum(v, axis=0)`` must be evaluated densely, never by the all-elements rule."""
+def test_reduction_rules_follow_their_axes():
+    """``sum(v)``, ``mean(v)`` and ``sum(M, axis=...)``: the changed output position moves by the change."""
     from gradcheck import incremental
     from gradcheck.expr import Node, infer_shapes, parse
     from gradcheck.ops import OPS
@@ -172,5 +175,46 @@ def test_reduction_rules_decline_attributes_they_do_not_handle():
         base = np.float64(3.0 if name == "sum" else 1.0)
         out = op.incremental(op, node, [sparse], base, ctx)
         np.testing.assert_allclose(out.array, want)
-        with_axis = Node(node.op, node.args, node.value, node.pos, node.text, node.shape, (("axis", 0),))
-        assert op.incremental(op, with_axis, [sparse], base, ctx) is None
+        unknown = Node(node.op, node.args, node.value, node.pos, node.text, node.shape, (("other", 0),))
+        assert op.incremental(op, unknown, [sparse], base, ctx) is None  # an attribute it does not know: declined
+    M = np.arange(6.0).reshape(2, 3)
+    moved = incremental.Sparse(M, (2, 3), np.array([1, 5]), np.array([10.0, -1.0]))  # M[0, 1] = 10, M[1, 2] = -1
+    for text, shape, want in (
+        ("sum(M, axis=0)", (3,), [M.sum(0) + [0, 9, 0], M.sum(0) + [0, 0, -6]]),
+        (
+            "mean(M, axis=-1, keepdims=True)",
+            (2, 1),
+            [M.mean(1, keepdims=True) + [[3], [0]], M.mean(1, keepdims=True) + [[0], [-2]]],
+        ),
+    ):
+        node = infer_shapes(parse(text), {"M": (2, 3)})
+        assert node.shape == shape
+        op = OPS[node.op]
+        base = np.asarray(op.numpy(np, [M], [(2, 3)], **op.bind(node.attrs)))
+        out = op.incremental(op, node, [moved], base, incremental.Context(2, False))
+        np.testing.assert_allclose(incremental.densify(out, incremental.Context(2, False)), want)
+
+
+REDUCED_KINKS = {
+    "params": {"M": [[0.3, 0.31, -0.2], [0.5, -0.1, 0.45]], "v": [0.2, 0.25]},
+    "data": {"x": [[1.0, 0.9, 2.0], [0.5, 1.0, -1.0]]},
+    "model": {"loss": "sum(max(M * x, axis=1) * v) + min(M, axis=[0, 1]) + max(v, keepdims=True)[0]"},
+}
+
+
+@pytest.mark.parametrize("name", ["M", "v"])
+@pytest.mark.parametrize("step", [0.3, 0.05, 1e-3])
+def test_kink_crossings_of_reductions(name, step):
+    """``max(v)``/``min(v)`` cross where the maximum changes: the incremental crossings equal the plain ones."""
+    model = gc.Model.from_dict(REDUCED_KINKS)
+    point = model.param_values()
+    k = point[name].size
+    idx = np.concatenate([np.arange(k), np.arange(k)])
+    vals = point[name].reshape(-1)[idx] + step * np.concatenate([np.ones(k), -np.ones(k)])
+    params = {key: np.asarray(v) for key, v in point.items()}
+    got = perturb.crossings(model, params, name, idx, vals, "float64")
+    want = plain_crossings(model, point, name, idx, vals, "float64")
+    np.testing.assert_array_equal(got, want)
+    if step == 0.05:
+        assert want.any()  # some moves change a maximum (v[0] + 0.05 passes v[1]) ...
+        assert not want.all()  # ... and some do not

@@ -25,7 +25,9 @@ from .core import (
     Shape,
     ShapeError,
     broadcast,
+    lookup,
     markdown_table,
+    overloads,
     register_function,
     replace_table,
 )
@@ -44,7 +46,9 @@ __all__ = [
     "align",
     "broadcast",
     "index_shape",
+    "lookup",
     "markdown_table",
+    "overloads",
     "register_function",
     "replace_table",
 ]

@@ -52,7 +52,11 @@ DENSE = "dense"
 
 
 class ShapeError(ValueError):
-    """A per-sample shape rule was violated; the message says how."""
+    """A per-sample shape rule was violated; the message says how, ``fix`` (optional) what to write instead."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 _KIND_TEXT = {"int": "an integer", "float": "a number", "bool": "True or False", "ints": "a list of integers"}
@@ -123,6 +127,19 @@ class Op:
     ``"index"``; operators carry their ``symbol`` and ``precedence`` (higher
     binds tighter; ``right`` for right-associative, ``associative`` when
     ``a op (b op c)`` may be printed without parentheses).
+
+    ``name`` is the entry's key in :data:`OPS` (unique, the IR's ``Node.op``);
+    ``spelling`` is the name written in model files (``name`` unless given).
+    Several call entries may share a spelling when their arities differ
+    (``max(a, b)`` elementwise, ``max(v)`` a reduction): the parser picks the
+    entry by spelling and number of positional arguments (:func:`overloads`).
+    A structural op's ``kink`` rule takes ``(mod, args, shapes, **attrs)`` like
+    its forms and returns one value per element of its first operand (batch
+    axes first: for ``max(v)``, ``v_j`` minus the largest of the others, so
+    the sign says which element is the maximum and a change of maximum is a
+    change of sign); an elementwise one takes the aligned operands and
+    returns one value per output element (see :meth:`kink_at`,
+    :meth:`kink_rank`).
     """
 
     name: str
@@ -147,10 +164,13 @@ class Op:
     right: bool = False
     associative: bool = False
     builtin: bool = True
+    spelling: str = ""
     defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "defaults", {a.name: a.default for a in self.attrs})
+        if not self.spelling:
+            object.__setattr__(self, "spelling", self.name)
 
     @property
     def call(self) -> bool:
@@ -166,6 +186,25 @@ class Op:
         out.update(dict(given))
         return out
 
+    def kink_at(self, mod: Any, node: Any, args: list[Any]) -> Any:
+        """The kink quantity at IR ``node`` for its evaluated operands ``args`` (``None`` without a kink rule).
+
+        Elementwise operands come aligned (as the interpreter hands them to
+        ``visit``); a structural rule also gets the operands' per-sample shapes
+        and the node's attributes.
+        """
+        if self.kink is None:
+            return None
+        if self.kind == "elementwise":
+            return self.kink(mod, *args)
+        return self.kink(mod, list(args), [tuple(a.shape) for a in node.args], **self.bind(node.attrs))
+
+    def kink_rank(self, node: Any) -> int:
+        """The per-sample rank of :meth:`kink_at`'s value at ``node`` (what follows its batch axes)."""
+        if self.kind == "elementwise" or not node.args:
+            return len(node.shape)
+        return len(node.args[0].shape)
+
     def signature(self) -> str:
         """How the function is written, e.g. ``max(a, b)`` or ``sum(v)``."""
         if self.kind == "elementwise":
@@ -175,7 +214,7 @@ class Op:
         if self.variadic:
             names.append("...")
         names += [f"{a.name}={_show(a.default)}" for a in self.attrs]
-        return f"{self.name}({', '.join(names)})"
+        return f"{self.spelling}({', '.join(names)})"
 
 
 def broadcast(*shapes: Shape) -> Shape:
@@ -286,7 +325,8 @@ def _mp_sum(x: Any, rank: int) -> Any:
 # --- the table ------------------------------------------------------------
 
 OPS: dict[str, Op] = {}
-#: Functions a model file may call, by name (kept in step with :data:`OPS`).
+#: Functions a model file may call, by spelling (kept in step with :data:`OPS`): the first
+#: entry of each spelling; :func:`overloads` gives all of them (``max(a, b)`` and ``max(v)``).
 FUNCTIONS: dict[str, Op] = {}
 #: Names of constants and their values.
 CONSTANTS: dict[str, float] = {"pi": 3.141592653589793, "e": 2.718281828459045}
@@ -294,9 +334,32 @@ CONSTANTS: dict[str, float] = {"pi": 3.141592653589793, "e": 2.718281828459045}
 
 def _add(op: Op) -> None:
     assert op.name not in OPS, op.name
+    if op.call:
+        same = [o for o in OPS.values() if o.call and o.spelling == op.spelling]
+        assert all(o.arity != op.arity and not (o.variadic or op.variadic) for o in same), op.spelling
     OPS[op.name] = op
     if op.call:
-        FUNCTIONS[op.name] = op
+        first = FUNCTIONS.get(op.spelling)
+        if first is None or OPS.get(first.name) is not first:
+            FUNCTIONS[op.spelling] = op
+
+
+def overloads(spelling: str) -> list[Op]:
+    """Every call entry written ``spelling`` in model files, fewest operands first (empty when unknown)."""
+    if spelling not in FUNCTIONS:
+        return []
+    found = [op for op in OPS.values() if op.call and op.spelling == spelling]
+    if not found:  # an entry put into FUNCTIONS by hand
+        found = [FUNCTIONS[spelling]]
+    return sorted(found, key=lambda op: op.arity)
+
+
+def lookup(spelling: str, nargs: int) -> Op | None:
+    """The call entry written ``spelling`` that takes ``nargs`` positional operands, or ``None``."""
+    for op in overloads(spelling):
+        if nargs == op.arity or (op.variadic and nargs >= op.arity):
+            return op
+    return None
 
 
 def _broadcast_rule(*shapes: Shape, **attrs: Any) -> Shape:
@@ -350,13 +413,24 @@ def structural(
     notation: str = "call",
     symbol: str = "",
     precedence: int = 0,
+    spelling: str = "",
+    kink: Callable[..., Any] | None = None,
+    kink_doc: str = "",
+    convention: str = "",
+    analytic: bool = True,
 ) -> None:
-    """Add a structural op (reductions, products, indexing); ``incremental`` is its rule or :data:`DENSE`."""
+    """Add a structural op (reductions, products, indexing); ``incremental`` is its rule or :data:`DENSE`.
+
+    ``spelling`` is the name written in files when it differs from ``name``
+    (an overload of a function of another arity); ``kink`` takes
+    ``(mod, args, shapes, **attrs)`` (see :meth:`Op.kink_at`).
+    """
     _add(
         Op(
             name, arity, "structural", numpy, torch, sympy, mpmath, shape, doc,
             incremental=incremental, attrs=attrs, variadic=variadic, notation=notation,
-            symbol=symbol, precedence=precedence,
+            symbol=symbol, precedence=precedence, spelling=spelling, kink=kink, kink_doc=kink_doc,
+            convention=convention, analytic=analytic,
         )
     )  # fmt: skip
 

@@ -1,4 +1,14 @@
-"""Reductions and vector functions over the per-sample axes."""
+"""Reductions and vector functions over the per-sample axes.
+
+A reduction takes ``axis=`` (``None``: every per-sample axis; an int or a
+list of ints, negative counting from the end) and ``keepdims=``. Axes count
+the *per-sample* axes only: a value may carry leading batch axes (samples,
+perturbations), so the forms reduce the array axes ``axis - rank`` (counted
+from the end). ``softmax`` and ``log_softmax`` normalise along one axis
+(``axis=-1``). ``max(v)`` / ``min(v)`` are the one-argument spellings of
+``max`` / ``min`` (entries ``amax`` / ``amin``); the two-argument ones are
+elementwise (:mod:`.elementwise`).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +16,36 @@ import operator
 from typing import Any
 
 from .. import incremental as inc
-from .core import DENSE, Shape, ShapeError, _each, _mp, _mp_sum, _object, _size, _sum, structural
+from .core import DENSE, Attr, Shape, ShapeError, _each, _mp, _mp_sum, _object, _size, _sum, structural
+
+AXIS = Attr("axis", None, ("int", "ints"), "the per-sample axes to reduce (default: all)")
+KEEPDIMS = Attr("keepdims", False, ("bool",), "keep each reduced axis with size 1")
+ONE_AXIS = Attr("axis", -1, ("int",), "the per-sample axis to normalise along")
+REDUCE = (AXIS, KEEPDIMS)
 
 
-def _scalar(*shapes: Shape, **attrs: Any) -> Shape:
-    return ()
+def _valid(rank: int) -> str:
+    if rank == 0:
+        return "a scalar has no axes: leave out axis="
+    return "valid axes: " + ", ".join(f"{i} (or {i - rank})" for i in range(rank))
 
 
-def _same(shape: Shape) -> Shape:
-    if not shape:
-        raise ShapeError("needs a vector, got a scalar")
-    return shape
+def axes_of(shape: Shape, axis: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    """The reduced per-sample axes of a value of ``shape``, as non-negative sorted ints; :class:`ShapeError` when wrong."""
+    rank = len(shape)
+    if axis is None:
+        return tuple(range(rank))
+    given = (axis,) if isinstance(axis, int) else tuple(axis)
+    out = []
+    for a in given:
+        if not -rank <= a < rank:
+            raise ShapeError(f"axis {a} is out of range for a value of shape {list(shape)}", _valid(rank))
+        out.append(a % rank)
+    if len(set(out)) != len(out):
+        twice = next(given[i] for i in range(len(out)) if out[i] in out[:i])
+        shown = list(given) if len(given) <= 8 else "[" + ", ".join(map(str, given[:8])) + ", ...]"
+        raise ShapeError(f"axis {shown} names axis {twice % rank} twice", _valid(rank))
+    return tuple(sorted(out))
 
 
 def _dot_shape(a: Shape, b: Shape) -> Shape:
@@ -25,18 +54,144 @@ def _dot_shape(a: Shape, b: Shape) -> Shape:
     return ()
 
 
-def _softmax(mod: Any, x: Any) -> Any:
-    if mod.__name__ == "sympy":
-        import numpy as np
+def _reduced(shape: Shape, axes: tuple[int, ...], keepdims: bool) -> Shape:
+    if keepdims:
+        return tuple(1 if i in axes else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
 
-        ex = _each(mod.exp, x)
-        total = ex.sum(axis=-1, keepdims=True)
-        return np.asarray(ex / total, dtype=object)
+
+def _reduce_shape(shape: Shape, axis: Any = None, keepdims: bool = False) -> Shape:
+    return _reduced(shape, axes_of(shape, axis), keepdims)
+
+
+def _nonempty_shape(shape: Shape, axis: Any = None, keepdims: bool = False) -> Shape:
+    axes = axes_of(shape, axis)
+    if any(shape[a] == 0 for a in axes):
+        raise ShapeError(f"cannot reduce an empty axis of shape {list(shape)}")
+    return _reduced(shape, axes, keepdims)
+
+
+def _along_shape(shape: Shape, axis: int = -1) -> Shape:
+    if not shape:
+        raise ShapeError("needs a vector, got a scalar", "apply it to a vector or a higher-rank value")
+    axes_of(shape, axis)
+    return shape
+
+
+def _default(axis: Any, keepdims: bool) -> bool:
+    """Every axis, no keepdims: the forms then keep the code of the whole-value reductions (same bits)."""
+    return axis is None and not keepdims
+
+
+def _neg(shape: Shape, axis: Any) -> tuple[int, ...]:
+    """The reduced axes counted from the end of the array (so batch axes in front do not matter)."""
+    rank = len(shape)
+    return tuple(a - rank for a in axes_of(shape, axis))
+
+
+def _objects_reduce(x: Any, shape: Shape, axis: Any, keepdims: bool, fn: Any) -> Any:
+    """``fn(list of elements)`` per output element of an object array (batch axes first, if any)."""
+    import numpy as np
+
+    neg = _neg(shape, axis)
+    arr = np.asarray(x, dtype=object)
+    if not neg:
+        return arr if arr.ndim else arr[()]
+    k = len(neg)
+    moved = np.moveaxis(arr, neg, tuple(range(-k, 0)))
+    flat = moved.reshape(moved.shape[: moved.ndim - k] + (-1,))
+    out = np.empty(flat.shape[:-1], dtype=object)
+    for idx in np.ndindex(*out.shape):
+        out[idx] = fn(list(flat[idx]))
+    if keepdims:
+        out = out.reshape(arr.shape[: arr.ndim - len(shape)] + _reduced(shape, axes_of(shape, axis), True))
+    return out if out.ndim else out[()]
+
+
+def _mp_total(M: Any, items: list[Any]) -> Any:
+    return M.nan if any(M.isnan(v) for v in items) else M.fsum(items)
+
+
+def _mp_extreme(M: Any, items: list[Any], pick: Any) -> Any:
+    return M.nan if any(M.isnan(v) for v in items) else pick(items)
+
+
+# --- sum, mean, var, norm ----------------------------------------------------
+
+
+def _rsum(mod: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    """Sum over the reduced axes (NumPy or torch, batch axes in front)."""
+    if _default(axis, keepdims):
+        return _sum(mod, x, len(shape))
+    neg = _neg(shape, axis)
+    if not neg:
+        return x
     if mod.__name__ == "torch":
-        return mod.softmax(x, dim=-1)
-    shifted = x - x.max(axis=-1, keepdims=True).real
-    ex = mod.exp(shifted)
-    return ex / ex.sum(axis=-1, keepdims=True)
+        return x.sum(dim=neg, keepdim=keepdims)
+    return x.sum(axis=neg, keepdims=keepdims)
+
+
+def _count(shape: Shape, axis: Any) -> int:
+    return _size(tuple(shape[a] for a in axes_of(shape, axis)))
+
+
+def _sympy_sum(S: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    return _object(_objects_reduce(x, shape, axis, keepdims, lambda items: S.Add(*items)))
+
+
+def _mp_rsum(M: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    if _default(axis, keepdims):
+        return _mp_sum(x, len(shape))
+    return _objects_reduce(x, shape, axis, keepdims, lambda items: _mp_total(M, items))
+
+
+def _mean(mod: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    return _rsum(mod, x, shape, axis, keepdims) / _count(shape, axis)
+
+
+def _keep(shape: Shape, axis: Any) -> dict[str, Any]:
+    return {"axis": tuple(axes_of(shape, axis)), "keepdims": True}
+
+
+def _var(mod: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    """Population variance: the mean square deviation from the mean (written out, so the complex step applies)."""
+    if not shape:
+        return x * 0
+    d = x - _mean(mod, x, shape, **_keep(shape, axis))
+    return _rsum(mod, d * d, shape, axis, keepdims) / _count(shape, axis)
+
+
+def _sympy_var(S: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    n = _count(shape, axis)
+
+    def one(items: list[Any]) -> Any:
+        m = S.Add(*items) / n
+        return S.Add(*[(v - m) ** 2 for v in items]) / n
+
+    if not shape:
+        return _object(S.Integer(0) * x)
+    return _object(_objects_reduce(x, shape, axis, keepdims, one))
+
+
+def _mp_var(M: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    n = _count(shape, axis)
+
+    def one(items: list[Any]) -> Any:
+        if any(M.isnan(v) for v in items):
+            return M.nan
+        m = M.fsum(items) / n
+        return M.fsum((v - m) ** 2 for v in items) / n
+
+    if not shape:
+        return _mp(M, lambda v: v * 0, x)
+    return _objects_reduce(x, shape, axis, keepdims, one)
+
+
+def _norm(mod: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    return mod.sqrt(_rsum(mod, x * x, shape, axis, keepdims))
+
+
+# --- logsumexp, softmax, log_softmax -----------------------------------------
 
 
 def _logsumexp(mod: Any, x: Any, rank: int) -> Any:
@@ -49,33 +204,133 @@ def _logsumexp(mod: Any, x: Any, rank: int) -> Any:
     return mod.log(mod.exp(flat - top).sum(axis=-1)) + top[..., 0]
 
 
-def _mp_softmax(M: Any, x: Any) -> Any:
-    import numpy as np
+def _rlogsumexp(mod: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    if _default(axis, keepdims):
+        return _logsumexp(mod, x, len(shape))
+    neg = _neg(shape, axis)
+    if not neg:
+        return x
+    if mod.__name__ == "torch":
+        return mod.logsumexp(x, dim=neg, keepdim=keepdims)
+    if mod.__name__ == "sympy":
+        return _object(_objects_reduce(x, shape, axis, keepdims, lambda items: mod.log(mod.Add(*map(mod.exp, items)))))
+    top = x.real.max(axis=neg, keepdims=True)
+    out = mod.log(mod.exp(x - top).sum(axis=neg, keepdims=True)) + top
+    return (
+        out
+        if keepdims
+        else out.reshape(
+            out.shape[: out.ndim - len(shape)] + _reduced(shape, tuple(a % len(shape) for a in neg), False)
+        )
+    )
 
+
+def _mp_logsumexp(M: Any, x: Any, shape: Shape, axis: Any, keepdims: bool) -> Any:
+    if _default(axis, keepdims):
+        return _mp(M, M.log, _mp_sum(_mp(M, M.exp, x), len(shape)))
+    return _mp(M, M.log, _objects_reduce(_mp(M, M.exp, x), shape, axis, keepdims, lambda items: _mp_total(M, items)))
+
+
+def _softmax(mod: Any, x: Any, shape: Shape, axis: int, log: bool = False) -> Any:
+    a = axis % len(shape) - len(shape)
+    if mod.__name__ == "sympy":
+        import numpy as np
+
+        ex = _each(mod.exp, x)
+        total = _objects_reduce(ex, shape, a, True, lambda items: mod.Add(*items))
+        if log:
+            return np.asarray(x - _each(mod.log, total), dtype=object)
+        return np.asarray(ex / total, dtype=object)
+    if mod.__name__ == "torch":
+        return mod.log_softmax(x, dim=a) if log else mod.softmax(x, dim=a)
+    shifted = x - x.max(axis=a, keepdims=True).real
+    ex = mod.exp(shifted)
+    if log:
+        return shifted - mod.log(ex.sum(axis=a, keepdims=True))
+    return ex / ex.sum(axis=a, keepdims=True)
+
+
+def _mp_softmax(M: Any, x: Any, shape: Shape, axis: int, log: bool = False) -> Any:
+    a = axis % len(shape) - len(shape)
     ex = _mp(M, M.exp, x)
-    return _mp(M, operator.truediv, ex, np.asarray(ex, dtype=object).sum(axis=-1, keepdims=True))
+    total = _objects_reduce(ex, shape, a, True, lambda items: _mp_total(M, items))
+    if log:
+        return _mp(M, lambda v, t: v - M.log(t), x, total)
+    return _mp(M, operator.truediv, ex, total)
 
 
-def _mp_logsumexp(M: Any, x: Any, rank: int) -> Any:
-    return _mp(M, M.log, _mp_sum(_mp(M, M.exp, x), rank))
+# --- max(v), min(v) ------------------------------------------------------------
+
+
+def _extreme(mod: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, top: bool) -> Any:
+    neg = _neg(shape, axis)
+    if not neg:
+        return x
+    if mod.__name__ == "torch":
+        # amax/amin: tied elements share the gradient evenly (half each at a tie of two, as SymPy's Max)
+        return (mod.amax if top else mod.amin)(x, dim=neg, keepdim=keepdims)
+    return x.max(axis=neg, keepdims=keepdims) if top else x.min(axis=neg, keepdims=keepdims)
+
+
+def _extreme_kink(
+    mod: Any, args: list[Any], shapes: list[Shape], axis: Any = None, keepdims: bool = False, top: bool = True
+) -> Any:
+    """Per element of ``v``: it minus the largest of the others in its group (for ``min``: the smallest of the others minus it).
+
+    Positive for the maximum, negative for the others, zero exactly where the
+    two largest tie: a change of maximum is a change of sign.
+    """
+    shape = shapes[0]
+    x = mod.asarray(args[0])
+    x = x if top else -x
+    neg = _neg(shape, axis)
+    k = len(neg)
+    if not k:
+        return mod.ones(x.shape)
+    moved = mod.moveaxis(x, neg, tuple(range(-k, 0)))
+    flat = moved.reshape(moved.shape[: moved.ndim - k] + (-1,))
+    if flat.shape[-1] < 2:
+        return mod.ones(x.shape)
+    part = mod.partition(flat, -2, axis=-1)
+    top1, top2 = part[..., -1:], part[..., -2:-1]
+    q = flat - mod.where(flat >= top1, top2, top1)
+    return mod.moveaxis(q.reshape(moved.shape), tuple(range(-k, 0)), neg)
+
+
+def _sympy_extreme(S: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, top: bool) -> Any:
+    pick = S.Max if top else S.Min
+    return _object(_objects_reduce(x, shape, axis, keepdims, lambda items: pick(*items)))
+
+
+def _mp_extreme_form(M: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, top: bool) -> Any:
+    return _objects_reduce(x, shape, axis, keepdims, lambda items: _mp_extreme(M, items, max if top else min))
 
 
 # Reductions and vector functions.
 structural(
     "sum", 1,
-    lambda N, args, shapes: _sum(N, args[0], len(shapes[0])),
-    lambda T, args, shapes: _sum(T, args[0], len(shapes[0])),
-    lambda S, args, shapes: _object(_sum(S, args[0], len(shapes[0]))),
-    lambda M, args, shapes: _mp_sum(args[0], len(shapes[0])),
-    _scalar, "sum of all elements", incremental=inc.changed_sum,
+    lambda N, args, shapes, **k: _rsum(N, args[0], shapes[0], **k),
+    lambda T, args, shapes, **k: _rsum(T, args[0], shapes[0], **k),
+    lambda S, args, shapes, **k: _sympy_sum(S, args[0], shapes[0], **k),
+    lambda M, args, shapes, **k: _mp_rsum(M, args[0], shapes[0], **k),
+    _reduce_shape, "sum of the elements (over `axis`, default all)", incremental=inc.changed_sum, attrs=REDUCE,
 )  # fmt: skip
 structural(
     "mean", 1,
-    lambda N, args, shapes: _sum(N, args[0], len(shapes[0])) / _size(shapes[0]),
-    lambda T, args, shapes: _sum(T, args[0], len(shapes[0])) / _size(shapes[0]),
-    lambda S, args, shapes: _object(_sum(S, args[0], len(shapes[0])) / S.Integer(_size(shapes[0]))),
-    lambda M, args, shapes: _mp(M, operator.truediv, _mp_sum(args[0], len(shapes[0])), M.mpf(_size(shapes[0]))),
-    _scalar, "mean of all elements", incremental=inc.changed_mean,
+    lambda N, args, shapes, **k: _mean(N, args[0], shapes[0], **k),
+    lambda T, args, shapes, **k: _mean(T, args[0], shapes[0], **k),
+    lambda S, args, shapes, **k: _object(_sympy_sum(S, args[0], shapes[0], **k) / S.Integer(_count(shapes[0], k["axis"]))),
+    lambda M, args, shapes, **k: _mp(M, operator.truediv, _mp_rsum(M, args[0], shapes[0], **k), M.mpf(_count(shapes[0], k["axis"]))),
+    _nonempty_shape, "mean of the elements (over `axis`, default all)", incremental=inc.changed_mean, attrs=REDUCE,
+)  # fmt: skip
+structural(
+    "var", 1,
+    lambda N, args, shapes, **k: _var(N, args[0], shapes[0], **k),
+    lambda T, args, shapes, **k: _var(T, args[0], shapes[0], **k),
+    lambda S, args, shapes, **k: _sympy_var(S, args[0], shapes[0], **k),
+    lambda M, args, shapes, **k: _mp_var(M, args[0], shapes[0], **k),
+    _nonempty_shape, "population variance mean((v - mean(v))**2), as `numpy.var` (over `axis`, default all)",
+    incremental=DENSE, attrs=REDUCE,
 )  # fmt: skip
 structural(
     "dot", 2,
@@ -87,25 +342,54 @@ structural(
 )  # fmt: skip
 structural(
     "norm", 1,
-    lambda N, args, shapes: N.sqrt(_sum(N, args[0] * args[0], len(shapes[0]))),
-    lambda T, args, shapes: T.sqrt(_sum(T, args[0] * args[0], len(shapes[0]))),
-    lambda S, args, shapes: _each(S.sqrt, _object(_sum(S, args[0] * args[0], len(shapes[0])))),
-    lambda M, args, shapes: _mp(M, M.sqrt, _mp_sum(_mp(M, operator.mul, args[0], args[0]), len(shapes[0]))),
-    _scalar, "Euclidean norm sqrt(sum(v**2))", incremental=DENSE,
+    lambda N, args, shapes, **k: _norm(N, args[0], shapes[0], **k),
+    lambda T, args, shapes, **k: _norm(T, args[0], shapes[0], **k),
+    lambda S, args, shapes, **k: _each(S.sqrt, _sympy_sum(S, args[0] * args[0], shapes[0], **k)),
+    lambda M, args, shapes, **k: _mp(M, M.sqrt, _mp_rsum(M, _mp(M, operator.mul, args[0], args[0]), shapes[0], **k)),
+    _reduce_shape, "Euclidean norm sqrt(sum(v**2)) (over `axis`, default all)", incremental=DENSE, attrs=REDUCE,
 )  # fmt: skip
 structural(
     "logsumexp", 1,
-    lambda N, args, shapes: _logsumexp(N, args[0], len(shapes[0])),
-    lambda T, args, shapes: _logsumexp(T, args[0], len(shapes[0])),
-    lambda S, args, shapes: _logsumexp(S, args[0], len(shapes[0])),
-    lambda M, args, shapes: _mp_logsumexp(M, args[0], len(shapes[0])),
-    _scalar, "log(sum(exp(v))), computed without overflow", incremental=DENSE,
+    lambda N, args, shapes, **k: _rlogsumexp(N, args[0], shapes[0], **k),
+    lambda T, args, shapes, **k: _rlogsumexp(T, args[0], shapes[0], **k),
+    lambda S, args, shapes, **k: _rlogsumexp(S, args[0], shapes[0], **k),
+    lambda M, args, shapes, **k: _mp_logsumexp(M, args[0], shapes[0], **k),
+    _nonempty_shape, "log(sum(exp(v))), computed without overflow (over `axis`, default all)",
+    incremental=DENSE, attrs=REDUCE,
 )  # fmt: skip
 structural(
     "softmax", 1,
-    lambda N, args, shapes: _softmax(N, args[0]),
-    lambda T, args, shapes: _softmax(T, args[0]),
-    lambda S, args, shapes: _softmax(S, args[0]),
-    lambda M, args, shapes: _mp_softmax(M, args[0]),
-    _same, "exp(v) / sum(exp(v)) along the last axis", incremental=DENSE,
+    lambda N, args, shapes, axis: _softmax(N, args[0], shapes[0], axis),
+    lambda T, args, shapes, axis: _softmax(T, args[0], shapes[0], axis),
+    lambda S, args, shapes, axis: _softmax(S, args[0], shapes[0], axis),
+    lambda M, args, shapes, axis: _mp_softmax(M, args[0], shapes[0], axis),
+    _along_shape, "exp(v) / sum(exp(v)) along `axis` (default the last)", incremental=DENSE, attrs=(ONE_AXIS,),
 )  # fmt: skip
+structural(
+    "log_softmax", 1,
+    lambda N, args, shapes, axis: _softmax(N, args[0], shapes[0], axis, log=True),
+    lambda T, args, shapes, axis: _softmax(T, args[0], shapes[0], axis, log=True),
+    lambda S, args, shapes, axis: _softmax(S, args[0], shapes[0], axis, log=True),
+    lambda M, args, shapes, axis: _mp_softmax(M, args[0], shapes[0], axis, log=True),
+    _along_shape, "v - logsumexp(v) along `axis` (default the last), computed without overflow",
+    incremental=DENSE, attrs=(ONE_AXIS,),
+)  # fmt: skip
+for _name, _top in (("amax", True), ("amin", False)):
+    _word = "largest" if _top else "smallest"
+    structural(
+        _name, 1,
+        lambda N, args, shapes, _t=_top, **k: _extreme(N, args[0], shapes[0], top=_t, **k),
+        lambda T, args, shapes, _t=_top, **k: _extreme(T, args[0], shapes[0], top=_t, **k),
+        lambda S, args, shapes, _t=_top, **k: _sympy_extreme(S, args[0], shapes[0], top=_t, **k),
+        lambda M, args, shapes, _t=_top, **k: _mp_extreme_form(M, args[0], shapes[0], top=_t, **k),
+        _nonempty_shape, f"the {_word} element (over `axis`, default all); `{_name[1:]}(a, b)` is elementwise",
+        incremental=DENSE, attrs=REDUCE, spelling=_name[1:],
+        kink=lambda N, args, shapes, _t=_top, **k: _extreme_kink(N, args, shapes, top=_t, **k),
+        kink_doc=f"where the two {_word} elements tie",
+        convention=(
+            f"at a tie of the two {_word} elements autograd (torch.a{_name[1:]}) and symbolic (SymPy's "
+            f"{'Max' if _top else 'Min'}) give each half the gradient; at ties of three or more torch gives "
+            "each 1/k, SymPy each 1/2"
+        ),
+        analytic=False,
+    )  # fmt: skip

@@ -151,8 +151,8 @@ def kink_sides(model: Model, params: Mapping[str, np.ndarray], dtype: str, batch
         if op.kink is None:
             return
         with np.errstate(all="ignore"):
-            q = np.sign(np.asarray(op.kink(np, *[np.asarray(a) for a in args])))
-        per = q.ndim - len(node.shape)  # batch axes present on this value
+            q = np.sign(np.asarray(op.kink_at(np, node, [np.asarray(a) for a in args])))
+        per = q.ndim - op.kink_rank(node)  # batch axes present on this value
         q = q.reshape((1,) * (len(batch) - per) + q.shape)
         q = np.broadcast_to(q, batch + q.shape[len(batch) :])
         sides.append(q.reshape(batch + (-1,)))
