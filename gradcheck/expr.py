@@ -3,7 +3,8 @@
 The parser is written here, character by character: nothing in an expression
 ever reaches ``eval``, ``exec``, ``compile``, ``ast``, ``sympify`` or an
 importer. Anything that is not a number, a name, an operator of the op
-table, parentheses, an integer index ``v[i]`` / ``M[i, j]``, a postfix
+table, parentheses, an integer index or slice ``v[i]`` / ``M[i, j]`` /
+``v[1:3]`` / ``M[:, 0]``, a constant list argument (``reshape(x, [2, 3])``), a postfix
 attribute (``.T``) or a call of a function in :data:`gradcheck.ops.FUNCTIONS`
 is a syntax error. The operators, their symbols and precedences come from the
 op entries (``Op.notation``, ``symbol``, ``precedence``): this module names no
@@ -16,14 +17,21 @@ left and is right-associative). Today's table gives::
     term    := unary (('*' | '/' | '@') unary)*
     unary   := ('-' | '+') unary | power
     power   := postfix ('**' unary)?
-    postfix := atom ('[' INT (',' INT)* ']' | '.T')*
+    postfix := atom ('[' item (',' item)* ']' | '.T')*
+    item    := SINT | [SINT] ':' [SINT] [':' [INT]]      (an index, or a slice; step >= 1)
     atom    := NUMBER | NAME | NAME '(' args ')' | '(' expr ')'
-    args    := arg (',' arg)*          (positional ones first)
-    arg     := expr | NAME '=' CONST
-    CONST   := ['-'] NUMBER | 'True' | 'False' | '[' ['-'] INT (',' ['-'] INT)* ']'
+    args    := arg (',' arg)*          (operands first, then a LIST, then keywords)
+    arg     := expr | LIST | NAME '=' CONST
+    CONST   := ['-'] NUMBER | 'True' | 'False' | LIST
+    LIST    := '[' SINT (',' SINT)* ']'
+    SINT    := ['-'] INT
 
 Keyword arguments are checked against the op's attributes (``Op.attrs``) and
-stored on the node (``Node.attrs``).
+stored on the node (``Node.attrs``). A ``LIST`` written as an operand sets the
+op's one attribute that takes a list of integers (``reshape(x, [2, 3])`` is
+``reshape(x, shape=[2, 3])``). Indices and slices are stored on the index node
+as ``attrs == (("index", items),)``: an item is an integer, or a slice
+``(start, stop, step)`` with ``None`` for a part not written.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from dataclasses import dataclass, field
 
 from .errors import ModelError, close_match
 from .ops import FUNCTIONS, OPS, Op, Shape, ShapeError
+from .ops.arithmetic import index_text
 
 #: Longest expression accepted, in characters (see docs/limits.md).
 MAX_LENGTH = 10_000
@@ -53,7 +62,9 @@ class Node:
     (``args`` are the operands). ``attrs`` are the op's attributes given in
     the text, ``(name, value)`` pairs in the order written (integers, floats,
     bools, tuples of integers); the index op holds its indices as
-    ``attrs == (("index", (i, j)),)`` and, for older callers, ``value``.
+    ``attrs == (("index", (i, j)),)`` and, for older callers, ``value``; a
+    slice is an item ``(start, stop, step)`` (``None`` where not written:
+    ``M[:, 1:]`` holds ``((None, None, None), (1, None, None))``).
     ``pos`` is the character offset in the expression.
     """
 
@@ -100,9 +111,14 @@ def _tokens(text: str) -> list[_Token]:
     operators = _operators()
     out: list[_Token] = []
     i, n = 0, len(text)
+    brackets = 0  # '[' not yet closed: a ':' (a slice) is a token only inside them
     while i < n:
         ch = text[i]
         if ch in " \t\r\n":
+            i += 1
+            continue
+        if ch == ":" and brackets > 0:
+            out.append(_Token("op", ":", i))
             i += 1
             continue
         if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
@@ -140,6 +156,7 @@ def _tokens(text: str) -> list[_Token]:
         for op in operators:
             if text.startswith(op, i):
                 out.append(_Token("op", op, i))
+                brackets += {"[": 1, "]": -1}.get(op, 0)
                 i += len(op)
                 break
         else:
@@ -277,13 +294,34 @@ class _Parser:
                 self.take()
                 node = Node(name, (node,), pos=tok.pos)
                 continue
-            index = [self.integer()]
+            index = [self.index_item()]
             while self.at(","):
                 self.take()
-                index.append(self.integer())
+                index.append(self.index_item())
             self.take("]")
             node = Node(self.g.index, (node,), value=tuple(index), pos=tok.pos, attrs=(("index", tuple(index)),))
         return node
+
+    def index_item(self) -> int | tuple[int | None, int | None, int | None]:
+        """An integer index ``i``, or a slice ``start:stop`` / ``start:stop:step`` (each part optional)."""
+        start = None if self.at(":") else self.integer()
+        if not self.at(":"):
+            assert start is not None
+            return start
+        self.take()
+        stop = None if self.at(":", ",", "]") else self.integer()
+        step = None
+        if self.at(":"):
+            self.take()
+            tok = self.tok
+            step = None if self.at(",", "]") else self.integer()
+            if step is not None and step < 1:
+                raise _SyntaxError(
+                    f"a slice step must be a positive integer, got {step}",
+                    tok.pos,
+                    "write v[::2]; reversing (a negative step) is not part of the language",
+                )
+        return (start, stop, step)
 
     def integer(self) -> int:
         sign = 1
@@ -292,7 +330,9 @@ class _Parser:
             sign = -1
         tok = self.tok
         if tok.kind != "num" or not tok.text.isdigit():
-            raise _SyntaxError("an index must be an integer constant", tok.pos, "write v[0] or M[1, 2]")
+            raise _SyntaxError(
+                "an index must be an integer constant", tok.pos, "write v[0] or M[1, 2], or slices such as v[1:3]"
+            )
         self.take()
         return sign * int(tok.text)
 
@@ -339,6 +379,9 @@ class _Parser:
                 key = self.take()
                 self.take("=")
                 attrs[key.text] = self.keyword(op, key, attrs)
+            elif self.at("["):
+                key = self.list_attribute(op, attrs)
+                attrs[key.text] = self.keyword(op, key, attrs)
             else:
                 if attrs:
                     raise _SyntaxError(
@@ -360,6 +403,24 @@ class _Parser:
                 f"{name.text}: {op.doc}",
             )
         return Node(op.name, tuple(args), pos=name.pos, attrs=tuple(attrs.items()))
+
+    def list_attribute(self, op: Op, given: Mapping[str, object]) -> _Token:
+        """The attribute a constant list written as an operand sets: the op's one list attribute.
+
+        ``reshape(x, [2, 3])`` is ``reshape(x, shape=[2, 3])``; the list comes
+        after the operands, and the op must have exactly one attribute that takes
+        a list of integers.
+        """
+        lists = [a for a in op.attrs if "ints" in a.kinds]
+        tok = self.tok
+        if len(lists) != 1:
+            takes = ", ".join(f"{a.name}=[...]" for a in lists)
+            raise _SyntaxError(
+                f"{op.name}() takes no list as an operand",
+                tok.pos,
+                f"write the list as a keyword argument: {takes}" if lists else f"{op.name}: {op.signature()}",
+            )
+        return _Token("name", lists[0].name, tok.pos)
 
     def keyword(self, op: Op, key: _Token, given: Mapping[str, object]) -> object:
         """The constant value of keyword argument ``key``, checked against ``op``'s attributes."""
@@ -460,9 +521,8 @@ def infer_shapes(node: Node, shapes: Mapping[str, Shape], text: str | None = Non
     try:
         shape = op.shape(*(a.shape for a in args), **op.bind(node.attrs))
     except ShapeError as err:
-        raise ModelError(
-            f"shape error: {err}", fix="check the shapes of the operands", text=text, offset=node.pos
-        ) from None
+        fix = getattr(err, "fix", None) or "check the shapes of the operands"
+        raise ModelError(f"shape error: {err}", fix=fix, text=text, offset=node.pos) from None
     return Node(node.op, args, node.value, node.pos, node.text, shape, node.attrs)
 
 
@@ -500,6 +560,6 @@ def unparse(node: Node, outer: int = 0) -> str:
         return f"{unparse(node.args[0], prec)}{op.symbol}"
     if op.notation == "index":
         index = dict(node.attrs).get("index", node.value)
-        return f"{unparse(node.args[0], prec)}[{', '.join(map(str, index))}]"  # type: ignore[call-overload]
+        return f"{unparse(node.args[0], prec)}[{index_text(index)}]"  # type: ignore[arg-type]
     parts = [unparse(a) for a in node.args] + [f"{k}={_constant_text(v)}" for k, v in node.attrs]
     return f"{node.op}({', '.join(parts)})"

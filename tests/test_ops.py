@@ -50,7 +50,8 @@ def _grad(report: gc.Report, name: str) -> dict[str, float]:
 def test_every_function_is_tested_here():
     binary = {"max", "min", "atan2"}
     structural = {"sum", "mean", "dot", "norm", "logsumexp", "softmax"}
-    assert set(FUNCTIONS) == set(UNARY) | binary | structural
+    structure = {"outer", "diag", "trace", "reshape", "flatten", "concat", "stack"}  # tests/test_ops_structure.py
+    assert set(FUNCTIONS) == set(UNARY) | binary | structural | structure
     assert {n for n, op in OPS.items() if not op.call} == {
         "add",
         "sub",
