@@ -72,8 +72,11 @@ def index_shape(shape: Shape, index: tuple[Any, ...]) -> Shape:
                     f"slice [{index_text((item,))}]: {what} {bound} is out of range for an axis of size {size}",
                     f"slice bounds of this axis are {-size} to {size}",
                 )
-        if step is not None and step < 1:
-            raise fixed(f"slice [{index_text((item,))}]: step {step} is not positive", "write a step of 1 or more")
+        if step is not None and not 1 <= step <= size:
+            raise fixed(
+                f"slice [{index_text((item,))}]: step {step} is out of range for an axis of size {size}",
+                f"steps of this axis are 1 to {size}",
+            )
         n = len(range(size)[slice(start, stop, step)])
         if n == 0:
             raise fixed(
