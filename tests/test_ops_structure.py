@@ -361,3 +361,22 @@ def test_slices_are_stored_on_the_index_node():
     assert node.op == "index"
     assert dict(node.attrs)["index"] == ((0, 2, None), (1, None, None), (None, None, 2), -1)
     assert parse("reshape(x, [2, 3])").attrs == parse("reshape(x, shape=[2, 3])").attrs == (("shape", (2, 3)),)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_incremental_rules_equal_plain_evaluation(case):
+    """Each one-element perturbation carried through the ops (``moves``) equals evaluating the moved point plainly."""
+    from gradcheck import perturb
+    from gradcheck.sources import finite_diff
+
+    model = _model(case)
+    point = {k: np.asarray(v, dtype=np.float64) for k, v in CASES[case][1].items()}
+    for name, value in point.items():
+        idx = np.concatenate([np.arange(value.size), np.arange(value.size)])
+        vals = value.reshape(-1)[idx] + np.repeat([0.25, -0.125], value.size)
+        got = perturb.per_sample(model, point, name, idx, vals, "float64")
+        for row, (i, v) in enumerate(zip(idx, vals)):
+            moved = value.copy().reshape(-1)
+            moved[i] = v
+            want = finite_diff.losses(model, {**point, name: moved.reshape(value.shape)}, "float64")
+            np.testing.assert_allclose(np.broadcast_to(got[row], np.shape(want)), want, rtol=1e-12, atol=1e-12)
