@@ -323,13 +323,15 @@ class _Parser:
                 )
         return (start, stop, step)
 
-    def integer(self) -> int:
+    def integer(self, list_element: bool = False) -> int:
         sign = 1
         if self.at("-"):
             self.take()
             sign = -1
         tok = self.tok
         if tok.kind != "num" or not tok.text.isdigit():
+            if list_element:
+                raise _SyntaxError("a list holds integer constants", tok.pos, "write a list such as [2, 3] or [-1, 3]")
             raise _SyntaxError(
                 "an index must be an integer constant", tok.pos, "write v[0] or M[1, 2], or slices such as v[1:3]"
             )
@@ -380,7 +382,7 @@ class _Parser:
                 self.take("=")
                 attrs[key.text] = self.keyword(op, key, attrs)
             elif self.at("["):
-                key = self.list_attribute(op, attrs)
+                key = self.list_attribute(op)
                 attrs[key.text] = self.keyword(op, key, attrs)
             else:
                 if attrs:
@@ -404,7 +406,7 @@ class _Parser:
             )
         return Node(op.name, tuple(args), pos=name.pos, attrs=tuple(attrs.items()))
 
-    def list_attribute(self, op: Op, given: Mapping[str, object]) -> _Token:
+    def list_attribute(self, op: Op) -> _Token:
         """The attribute a constant list written as an operand sets: the op's one list attribute.
 
         ``reshape(x, [2, 3])`` is ``reshape(x, shape=[2, 3])``; the list comes
@@ -451,10 +453,10 @@ class _Parser:
             return tok.text == "True"
         if self.at("["):
             self.take()
-            values = [self.integer()]
+            values = [self.integer(list_element=True)]
             while self.at(","):
                 self.take()
-                values.append(self.integer())
+                values.append(self.integer(list_element=True))
             self.take("]")
             return tuple(values)
         sign = 1
