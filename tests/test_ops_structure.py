@@ -312,7 +312,7 @@ def test_shape_errors_name_entry_position_and_fix(text, offset, pattern):
         ("sum(exp([1, 2]))", 8, r"exp\(\) takes no list as an operand — exp: exp\(x\)"),
         ("sum(reshape(M, [6], shape=[6]))", 20, r"reshape\(\) got shape= twice"),
         ("sum(reshape(M, [6.5]))", 16, r"a list holds integer constants — write a list such as \[2, 3\] or \[-1, 3\]"),
-        ("sum(reshape(M, shape=[x]))", 20, r"a list holds integer constants"),
+        ("sum(reshape(M, shape=[x]))", 22, r"a list holds integer constants"),
         ("sum(reshape([6], M))", 17, r"a positional argument follows a keyword argument"),
         ("sum(concat(v))", 4, r"concat\(\) takes at least 2 arguments, got 1"),
         ("sum(concat(v, w, axis=0.5))", 22, r"concat\(\): axis= takes an integer, got 0\.5"),
