@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gradcheck as gc
 from gradcheck.errors import ModelError
@@ -381,3 +383,35 @@ def test_incremental_rules_equal_plain_evaluation(case):
             moved[i] = v
             want = finite_diff.losses(model, {**point, name: moved.reshape(value.shape)}, "float64")
             np.testing.assert_allclose(np.broadcast_to(got[row], np.shape(want)), want, rtol=1e-12, atol=1e-12)
+
+
+# --- slices, fuzzed -----------------------------------------------------------------
+
+_BOUND = st.one_of(st.none(), st.integers(-7, 7))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5), _BOUND, _BOUND, st.one_of(st.none(), st.integers(-2, 6)))
+def test_slices_fuzzed_against_python(size, start, stop, step):
+    """Every slice of a vector: NumPy's elements where the bounds lie inside the axis, else a ModelError."""
+    text = (
+        f"v[{'' if start is None else start}:{'' if stop is None else stop}"
+        + ("" if step is None else f":{step}")
+        + "]"
+    )
+    v = np.arange(1.0, size + 1)
+    want = v[slice(start, stop, step)] if step != 0 else v[:0]
+    inside = all(b is None or -size <= b <= size for b in (start, stop)) and (step is None or 1 <= step <= size)
+    model = {"params": {"v": v.tolist()}, "model": {"loss": f"sum({text} * {text})"}}
+    if not inside or want.size == 0:
+        with pytest.raises(ModelError, match=r"model\.loss: (shape error: slice|a slice step must be a positive)"):
+            gc.Model.from_dict(model)
+        return
+    node = infer_shapes(parse(text), {"v": (size,)})
+    assert node.shape == want.shape
+    report = gc.check(gc.Model.from_dict(model))
+    assert report.points[0].loss == pytest.approx(float(want @ want), rel=1e-15)
+    grad = np.zeros(size)
+    np.add.at(grad, np.arange(size)[slice(start, stop, step)], 2 * want)
+    for src, values in report.points[0].gradients["v"].values.items():
+        np.testing.assert_allclose(values, grad, rtol=1e-9, atol=1e-12, err_msg=src)
