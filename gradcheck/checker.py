@@ -325,6 +325,10 @@ def _judge_point(
 MAX_FORMULA_ELEMENTS = 16
 
 
+#: Formulas longer than this (as one line of text) are shown as that line, not pretty-printed.
+MAX_PRETTY_CHARS = 300
+
+
 def _formulas(model: Model) -> tuple[dict[str, Any], list[FormulaLine], list[str]]:
     """The report's formulas: JSON text per element, the table's printed lines, notes.
 
@@ -353,8 +357,10 @@ def _formulas(model: Model) -> tuple[dict[str, Any], list[FormulaLine], list[str
         f = np.asarray(model.gradient_formula(name).tolist() if p.shape else model.gradient_formula(name), dtype=object)
         texts[name] = str(f.item()) if not p.shape else np.vectorize(str, otypes=[object])(f).tolist()
         for idx in np.ndindex(*p.shape):
-            unicode, ascii = sym.pretty(model, name, idx)
-            lines.append(FormulaLine(model.loss, name, idx, str(f[idx]), unicode, ascii))
+            text = str(f[idx])
+            # SymPy's pretty printer is slow on big formulas, whose art no terminal fits anyway.
+            unicode, ascii = sym.pretty(model, name, idx) if len(text) <= MAX_PRETTY_CHARS else ("", "")
+            lines.append(FormulaLine(model.loss, name, idx, text, unicode, ascii))
     return texts, lines, notes
 
 

@@ -3,7 +3,8 @@
 The parser is written here, character by character: nothing in an expression
 ever reaches ``eval``, ``exec``, ``compile``, ``ast``, ``sympify`` or an
 importer. Anything that is not a number, a name, an operator of the op
-table, parentheses, an integer index ``v[i]`` / ``M[i, j]``, a postfix
+table, parentheses, an integer index or slice ``v[i]`` / ``M[i, j]`` /
+``v[1:3]`` / ``M[:, 0]``, a constant list argument (``reshape(x, [2, 3])``), a postfix
 attribute (``.T``) or a call of a function in :data:`gradcheck.ops.FUNCTIONS`
 is a syntax error. The operators, their symbols and precedences come from the
 op entries (``Op.notation``, ``symbol``, ``precedence``): this module names no
@@ -17,14 +18,21 @@ left and is right-associative). Today's table gives::
     term    := unary (('*' | '/' | '@') unary)*
     unary   := ('-' | '+') unary | power
     power   := postfix ('**' unary)?
-    postfix := atom ('[' INT (',' INT)* ']' | '.T')*
+    postfix := atom ('[' item (',' item)* ']' | '.T')*
+    item    := SINT | [SINT] ':' [SINT] [':' [INT]]      (an index, or a slice; step >= 1)
     atom    := NUMBER | NAME | NAME '(' args ')' | '(' expr ')'
-    args    := arg (',' arg)*          (positional ones first)
-    arg     := expr | NAME '=' CONST
-    CONST   := ['-'] NUMBER | 'True' | 'False' | '[' ['-'] INT (',' ['-'] INT)* ']'
+    args    := arg (',' arg)*          (operands first, then a LIST, then keywords)
+    arg     := expr | LIST | NAME '=' CONST
+    CONST   := ['-'] NUMBER | 'True' | 'False' | LIST
+    LIST    := '[' SINT (',' SINT)* ']'
+    SINT    := ['-'] INT
 
 Keyword arguments are checked against the op's attributes (``Op.attrs``) and
-stored on the node (``Node.attrs``).
+stored on the node (``Node.attrs``). A ``LIST`` written as an operand sets the
+op's one attribute that takes a list of integers (``reshape(x, [2, 3])`` is
+``reshape(x, shape=[2, 3])``). Indices and slices are stored on the index node
+as ``attrs == (("index", items),)``: an item is an integer, or a slice
+``(start, stop, step)`` with ``None`` for a part not written.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from dataclasses import dataclass, field
 
 from .errors import ModelError, close_match
 from .ops import FUNCTIONS, OPS, Op, Shape, ShapeError, lookup, overloads
+from .ops.arithmetic import index_text
 
 #: Longest expression accepted, in characters (see docs/limits.md).
 MAX_LENGTH = 10_000
@@ -54,7 +63,9 @@ class Node:
     (``args`` are the operands). ``attrs`` are the op's attributes given in
     the text, ``(name, value)`` pairs in the order written (integers, floats,
     bools, tuples of integers); the index op holds its indices as
-    ``attrs == (("index", (i, j)),)`` and, for older callers, ``value``.
+    ``attrs == (("index", (i, j)),)`` and, for older callers, ``value``; a
+    slice is an item ``(start, stop, step)`` (``None`` where not written:
+    ``M[:, 1:]`` holds ``((None, None, None), (1, None, None))``).
     ``pos`` is the character offset in the expression.
     """
 
@@ -101,9 +112,14 @@ def _tokens(text: str) -> list[_Token]:
     operators = _operators()
     out: list[_Token] = []
     i, n = 0, len(text)
+    brackets = 0  # '[' not yet closed: a ':' (a slice) is a token only inside them
     while i < n:
         ch = text[i]
         if ch in " \t\r\n":
+            i += 1
+            continue
+        if ch == ":" and brackets > 0:
+            out.append(_Token("op", ":", i))
             i += 1
             continue
         if ch in _DIGITS or (ch == "." and i + 1 < n and text[i + 1] in _DIGITS):
@@ -148,6 +164,7 @@ def _tokens(text: str) -> list[_Token]:
         for op in operators:
             if text.startswith(op, i):
                 out.append(_Token("op", op, i))
+                brackets += {"[": 1, "]": -1}.get(op, 0)
                 i += len(op)
                 break
         else:
@@ -299,22 +316,47 @@ class _Parser:
                 self.take()
                 node = Node(name, (node,), pos=tok.pos)
                 continue
-            index = [self.integer()]
+            index = [self.index_item()]
             while self.at(","):
                 self.take()
-                index.append(self.integer())
+                index.append(self.index_item())
             self.take("]")
             node = Node(self.g.index, (node,), value=tuple(index), pos=tok.pos, attrs=(("index", tuple(index)),))
         return node
 
-    def integer(self) -> int:
+    def index_item(self) -> int | tuple[int | None, int | None, int | None]:
+        """An integer index ``i``, or a slice ``start:stop`` / ``start:stop:step`` (each part optional)."""
+        start = None if self.at(":") else self.integer()
+        if not self.at(":"):
+            assert start is not None
+            return start
+        self.take()
+        stop = None if self.at(":", ",", "]") else self.integer()
+        step = None
+        if self.at(":"):
+            self.take()
+            tok = self.tok
+            step = None if self.at(",", "]") else self.integer()
+            if step is not None and step < 1:
+                raise _SyntaxError(
+                    f"a slice step must be a positive integer, got {step}",
+                    tok.pos,
+                    "write v[::2]; reversing (a negative step) is not part of the language",
+                )
+        return (start, stop, step)
+
+    def integer(self, list_element: bool = False) -> int:
         sign = 1
         if self.at("-"):
             self.take()
             sign = -1
         tok = self.tok
         if tok.kind != "num" or not tok.text.isdigit():
-            raise _SyntaxError("an index must be an integer constant", tok.pos, "write v[0] or M[1, 2]")
+            if list_element:
+                raise _SyntaxError("a list holds integer constants", tok.pos, "write a list such as [2, 3] or [-1, 3]")
+            raise _SyntaxError(
+                "an index must be an integer constant", tok.pos, "write v[0] or M[1, 2], or slices such as v[1:3]"
+            )
         self.take()
         return sign * int(tok.text)
 
@@ -364,6 +406,11 @@ class _Parser:
                     raise _SyntaxError(f"{name.text}() got {key.text}= twice", key.pos)
                 pos = self.tok.pos
                 given.append((key, self.constant(), pos))
+            elif self.at("["):  # a constant list as an operand: the op's one list attribute
+                pos = self.tok.pos
+                if not any("ints" in a.kinds for form in forms for a in form.attrs):
+                    self.list_attribute(forms[0], pos)  # raises: this function takes no list
+                given.append((_Token("list", "", pos), self.constant(), pos))
             else:
                 if given:
                     shown = " or ".join(op.signature() for op in forms)
@@ -389,8 +436,31 @@ class _Parser:
                 takes = f"{', '.join(counts[:-1])} or {counts[-1]} arguments"
                 fix = "; ".join(f"{f.signature()}: {f.doc}" for f in forms)
             raise _SyntaxError(f"{name.text}() takes {takes}, got {len(args)}", name.pos, fix)
-        attrs = {key.text: self.keyword(op, key, value, pos) for key, value, pos in given}
+        attrs: dict[str, object] = {}
+        for key, value, pos in given:
+            if key.kind == "list":
+                key = self.list_attribute(op, pos)
+            if key.text in attrs:
+                raise _SyntaxError(f"{op.spelling}() got {key.text}= twice", key.pos)
+            attrs[key.text] = self.keyword(op, key, value, pos)
         return Node(op.name, tuple(args), pos=name.pos, attrs=tuple(attrs.items()))
+
+    def list_attribute(self, op: Op, pos: int) -> _Token:
+        """The attribute a constant list written as an operand sets: the op's one list attribute.
+
+        ``reshape(x, [2, 3])`` is ``reshape(x, shape=[2, 3])``; the list comes
+        after the operands, and the op must have exactly one attribute that takes
+        a list of integers.
+        """
+        lists = [a for a in op.attrs if "ints" in a.kinds]
+        if len(lists) != 1:
+            takes = ", ".join(f"{a.name}=[...]" for a in lists)
+            raise _SyntaxError(
+                f"{op.spelling}() takes no list as an operand",
+                pos,
+                f"write the list as a keyword argument: {takes}" if lists else f"{op.spelling}: {op.signature()}",
+            )
+        return _Token("name", lists[0].name, pos)
 
     def keyword(self, op: Op, key: _Token, value: object, pos: int) -> object:
         """The value of keyword argument ``key`` (a constant at ``pos``), checked against ``op``'s attributes."""
@@ -418,10 +488,10 @@ class _Parser:
             return tok.text == "True"
         if self.at("["):
             self.take()
-            values = [self.integer()]
+            values = [self.integer(list_element=True)]
             while self.at(","):
                 self.take()
-                values.append(self.integer())
+                values.append(self.integer(list_element=True))
             self.take("]")
             return tuple(values)
         sign = 1
@@ -529,6 +599,6 @@ def unparse(node: Node, outer: int = 0) -> str:
         return f"{unparse(node.args[0], prec)}{op.symbol}"
     if op.notation == "index":
         index = dict(node.attrs).get("index", node.value)
-        return f"{unparse(node.args[0], prec)}[{', '.join(map(str, index))}]"  # type: ignore[call-overload]
+        return f"{unparse(node.args[0], prec)}[{index_text(index)}]"  # type: ignore[arg-type]
     parts = [unparse(a) for a in node.args] + [f"{k}={_constant_text(v)}" for k, v in node.attrs]
     return f"{op.spelling}({', '.join(parts)})"

@@ -247,22 +247,49 @@ def transpose(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) ->
     return Sparse(base, tuple(node.shape), (a.pos % cols) * rows + a.pos // cols, a.vals)
 
 
-def index(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
-    """``v[i]``: rows whose change falls inside the selected block keep it, the others read the old value."""
-    attrs = dict(node.attrs)
-    if set(attrs) != {"index"}:
+def moves(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """An op that only moves elements (indices, slices, reshape, concat, ...): the change moves with them.
+
+    The op's own NumPy form is applied to the operands' element numbers
+    (1, 2, ... counted through all operands; 0 is a constant the op makes, such
+    as ``diag``'s zeros), which says where each output element comes from.
+    Rows whose changed element reaches the output keep the change at its new
+    position; the others read the old value. Declines when more than one
+    operand is perturbed or an element is used twice.
+    """
+    sparse = [k for k, a in enumerate(args) if isinstance(a, Sparse)]
+    if len(sparse) != 1:
         return None
-    (a,) = args
+    k = sparse[0]
+    a = args[k]
+    shapes = [tuple(n.shape) for n in node.args]
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    ids = [np.arange(1 + lo, 1 + lo + size, dtype=np.int64).reshape(s) for s, size, lo in zip(shapes, sizes, offsets)]
+    out_shape = tuple(node.shape)
+    src = np.asarray(op.numpy(np, ids, shapes, **op.bind(node.attrs))).reshape(-1)
+    if src.shape[0] != int(np.prod(out_shape, dtype=np.int64)) or tuple(a.shape) != shapes[k]:
+        return None
+    lo = offsets[k]
+    mine = (src > lo) & (src <= lo + sizes[k])
+    found = src[mine] - 1 - lo
+    if np.unique(found).size != found.size:
+        return None
+    where = np.full(sizes[k], -1, dtype=np.int64)
+    where[found] = np.nonzero(mine)[0]
+    out = where[a.pos]
+    inside = out >= 0
+    pos = np.where(inside, out, 0)
     base = np.asarray(base)
-    at = tuple(int(i) % s for i, s in zip(attrs["index"], a.shape))
-    rest = a.shape[len(at) :]
-    size = int(np.prod(rest, dtype=np.int64))
-    start = int(np.ravel_multi_index(at + (0,) * len(rest), a.shape))
-    inside = (a.pos >= start) & (a.pos < start + size)
-    pos = np.where(inside, a.pos - start, 0)
-    vals, unchanged = _pair(a.vals, gather(base, rest, pos))
+    vals, unchanged = _pair(a.vals, gather(base, out_shape, pos))
     mask = inside.reshape((-1,) + (1,) * (vals.ndim - 1))
-    return Sparse(base, rest, pos, np.where(mask, vals, unchanged))
+    return Sparse(base, out_shape, pos, np.where(mask, vals, unchanged))
+
+
+#: The former name of :func:`moves` (integer indexing was its first use).
+index = moves
 
 
 def _plus(total: np.ndarray, change: np.ndarray, ctx: Context) -> Batched:

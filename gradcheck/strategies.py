@@ -173,7 +173,7 @@ def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> s
         return str(draw(_expression(names, depth - 1, kinks)))
 
     kinds = ["leaf", "add", "mul", "bounded", "sub", "neg", "pow", "linear", "div", "positive", "half", "reduce"]
-    kinds += ["activation"]
+    kinds += ["activation", "structure"]
     if kinks:
         kinds += ["kinked", "minmax", "logic", "extreme"]
     kind = draw(st.sampled_from(kinds))
@@ -209,6 +209,8 @@ def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> s
         return draw(st.sampled_from(_ACTIVATIONS)).format(u=sub())
     if kind == "logic":
         return draw(st.sampled_from(_LOGIC)).format(u=sub(), v=sub())
+    if kind == "structure":
+        return _structure(draw, names, sub)
     if kind == "kinked":
         return f"{draw(st.sampled_from(_KINKED))}({sub()})"
     if kind == "reduce":
@@ -216,6 +218,33 @@ def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> s
     if kind == "extreme":
         return f"{draw(st.sampled_from(('max', 'min')))}({sub()}, keepdims=True)"
     return f"{draw(st.sampled_from(('max', 'min')))}({sub()}, {sub()})"
+
+
+def _structure(draw: Any, names: tuple[str, ...], sub: Any) -> str:
+    """A structure op or a slice (issue 10), smooth, of operands of any shape, making a scalar.
+
+    Each operand holds a name (so it is never constant-only) and goes through
+    ``flatten`` first, which makes a vector of a scalar and of a vector alike.
+    """
+
+    def vec() -> str:
+        name = draw(st.sampled_from(names))
+        return f"flatten({name})" if draw(st.booleans()) else f"flatten({sub()} * {name})"
+
+    form = draw(st.sampled_from(("slice", "concat", "stack", "reshape", "outer", "diag")))
+    if form == "slice":
+        return draw(
+            st.sampled_from((f"{vec()}[0]", f"sum({vec()}[-1:])", f"sum({vec()}[:1] ** 2)", f"{vec()}[::1][0]"))
+        )
+    if form == "concat":
+        return f"sum(sin(concat({vec()}, {vec()}, axis=-1)))"
+    if form == "stack":
+        return f"sum(stack(sum({vec()}), {vec()}[0], axis=0) ** 2)"
+    if form == "reshape":
+        return f"sum(tanh(reshape({vec()}, [-1, 1])))"
+    if form == "outer":
+        return f"trace(outer({vec()}, {vec()}))"
+    return f"sum(tanh(diag({vec()})))"
 
 
 def _positive(draw: Any, sub: Any) -> str:
@@ -235,9 +264,12 @@ def expressions(
 ) -> st.SearchStrategy[str]:
     """Text of random expressions of the model language over ``names``.
 
-    Built from ``+ - * /``, integer powers, and the elementwise functions
+    Built from ``+ - * /``, integer powers, the elementwise functions
     (``sin cos tanh sigmoid atan erf asinh softplus``, ``exp log log1p sqrt
-    acosh asin acos atanh``, ``x**0.5``), nested at most ``max_depth`` deep,
+    acosh asin acos atanh``, ``x**0.5``) and small structure templates (a
+    slice ``flatten(u)[0]`` or ``sum(flatten(u)[-1:])``, ``concat``,
+    ``stack``, ``reshape``, ``trace(outer(.))``, ``diag``: each reduces to a
+    scalar, so it combines with anything), nested at most ``max_depth`` deep,
     with ``names`` and the constants ``0.5 1 2 3`` as leaves. Every name must
     be elementwise-compatible (scalars, or vectors of one length).
 

@@ -401,3 +401,49 @@ def test_hostile_reduction_attributes(loss, pattern):
     text = f"params:\n  M: [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]\nmodel:\n  loss: {loss}\n"
     with pytest.raises(ModelError, match=pattern):
         gc.loads(text)
+
+
+# --- structure ops and slices (issue 10) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "pattern"),
+    [
+        ("sum(w[1:99999999999999999999])", r"slice \[1:99999999999999999999\]: end 99999999999999999999 is out of"),
+        ("sum(w[-99999999999999999999:])", r"slice \[-99999999999999999999:\]: start -99999999999999999999 is out of"),
+        ("w[99999999999999999999]", r"index 99999999999999999999 is out of range for an axis of size 2"),
+        (
+            "sum(w[::99999999999999999999])",
+            r"slice \[::99999999999999999999\]: step 99999999999999999999 is out of range for an axis of size 2 "
+            r"— steps of this axis are 1 to 2",
+        ),
+        ("sum(w[::-99999999999999999999])", r"a slice step must be a positive integer"),
+        ("sum(reshape(w, [-1, -1]))", r"reshape to \[-1, -1\]: more than one size is -1 — give every size but one"),
+        ("sum(reshape(w, [0]))", r"reshape to \[0\]: sizes must be positive \(or one -1 for what is left\)"),
+        ("sum(reshape(w, [99999999999999999999, -1]))", r"cannot reshape shape \[2\] \(2 elements\) to"),
+        (
+            "sum(reshape(w, [" + ", ".join(["1"] * 40) + ", 2]))",
+            r"reshape to \[1, 1, .*, 2\]: more than 16 axes — use at most 16 axes",
+        ),
+        ("sum(reshape(w, [2], [2]))", r"reshape\(\) got shape= twice"),
+        ("sum(reshape(w, [2] + 1))", r"expected '\)', found '\+'"),
+        ("sum(w[:, :, :])", r"3 indices into a value of shape \[2\]"),
+        ("sum(concat(w, w, axis=99999999999999999999))", r"concat: axis=99999999999999999999 is out of range"),
+        ("sum(stack(w, w, axis=-99999999999999999999))", r"stack: axis=-99999999999999999999 is out of range"),
+        ("x[0:1]", r"1 indices into a value of shape \[\]"),
+        ("w[1:2:3:4]", r"expected '\]', found ':'"),
+        ("sum(w[[0]])", r"an index must be an integer constant"),
+        ("w:1", r"unexpected character ':'"),
+    ],
+)
+def test_hostile_structure_and_slices(expression, pattern):
+    with pytest.raises(ModelError, match=r"model\.loss: (shape error: )?" + pattern):
+        gc.loads(as_model(expression))
+
+
+def test_stacks_stay_within_the_rank_limit():
+    deep = "reshape(w, [" + ", ".join(["1"] * 15) + ", 2])"  # 16 axes: the most allowed
+    gc.loads(as_model(f"sum({deep})"))
+    text = f"stack({deep}, {deep})"
+    with pytest.raises(ModelError, match=r"stack: the result would have more than 16 axes — use at most 16 axes"):
+        gc.loads(as_model(f"sum({text})"))

@@ -61,8 +61,9 @@ def test_elementwise_mpmath_forms(name):
 @pytest.mark.parametrize("name", STRUCTURAL)
 def test_structural_mpmath_forms(name):
     rng = np.random.default_rng(0)
-    env = {"v": rng.normal(size=(4, 3)), "c": rng.normal(size=(4, 3))}
+    env = {"v": rng.normal(size=(4, 3)), "c": rng.normal(size=(4, 3)), "M": rng.normal(size=(4, 2, 3))}
     text = f"{name}(v, c)" if OPS[name].arity == 2 else f"{name}(v)"
+    text = {"trace": "trace(M)", "reshape": "reshape(M, [3, -1])"}.get(name, text)  # ops that need a matrix, a shape
     _agree(*_both(text, env))
 
 

@@ -52,7 +52,8 @@ def test_every_function_is_tested_here():
     structural = {"sum", "mean", "var", "dot", "norm", "logsumexp", "softmax", "log_softmax"}
     # tested in tests/test_ops_logic.py
     logic = {"where", "sign", "clamp", "leaky_relu", "elu", "gelu", "silu", "softsign", "square"}
-    assert set(FUNCTIONS) == set(UNARY) | binary | structural | logic
+    structure = {"outer", "diag", "trace", "reshape", "flatten", "concat", "stack"}  # tests/test_ops_structure.py
+    assert set(FUNCTIONS) == set(UNARY) | binary | structural | logic | structure
     assert {n for n, op in OPS.items() if not op.call} == {
         "add",
         "sub",

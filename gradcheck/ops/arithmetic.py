@@ -1,4 +1,4 @@
-"""The operators: + - * / ** unary -, @ (matrix product), .T and integer indexing."""
+"""The operators: + - * / ** unary -, @ (matrix product), .T, integer indexing and slices."""
 
 from __future__ import annotations
 
@@ -23,14 +23,73 @@ def _transpose_shape(a: Shape) -> Shape:
     return a[::-1]
 
 
-def index_shape(shape: Shape, index: tuple[int, ...]) -> Shape:
-    """Shape after ``v[i]`` / ``M[i, j]`` with integer constants."""
+def fixed(what: str, fix: str) -> ShapeError:
+    """A :class:`ShapeError` that carries its fix (``infer_shapes`` prints it after the dash)."""
+    err = ShapeError(what)
+    setattr(err, "fix", fix)  # noqa: B010  (ShapeError is plain: the attribute is optional)
+    return err
+
+
+def _bound(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def index_text(index: tuple[Any, ...]) -> str:
+    """``index`` as written between the brackets: ``1, 0:2, ::2``."""
+    parts = []
+    for item in index:
+        if isinstance(item, tuple):
+            start, stop, step = item
+            parts.append(f"{_bound(start)}:{_bound(stop)}" + ("" if step is None else f":{step}"))
+        else:
+            parts.append(str(item))
+    return ", ".join(parts)
+
+
+def index_shape(shape: Shape, index: tuple[Any, ...]) -> Shape:
+    """Shape after ``v[i]`` / ``M[i, j]`` / ``v[1:3]`` / ``M[:, 0]``: integer constants and slices.
+
+    An item of ``index`` is an integer (the axis goes) or a slice
+    ``(start, stop, step)`` (``None`` where not written; the axis stays). A
+    slice's bounds must lie within the axis (``-size`` to ``size``; no silent
+    clipping), it may not be empty, and its step is positive.
+    """
     if len(index) > len(shape):
         raise ShapeError(f"{len(index)} indices into a value of shape {list(shape)}")
-    for i, size in zip(index, shape):
-        if not -size <= i < size:
-            raise ShapeError(f"index {i} is out of range for an axis of size {size}")
-    return shape[len(index) :]
+    out: list[int] = []
+    for item, size in zip(index, shape):
+        if not isinstance(item, tuple):
+            if not -size <= item < size:
+                raise fixed(
+                    f"index {item} is out of range for an axis of size {size}",
+                    f"indices of this axis are {-size} to {size - 1}",
+                )
+            continue
+        start, stop, step = item
+        for what, bound in (("start", start), ("end", stop)):
+            if bound is not None and not -size <= bound <= size:
+                raise fixed(
+                    f"slice [{index_text((item,))}]: {what} {bound} is out of range for an axis of size {size}",
+                    f"slice bounds of this axis are {-size} to {size}",
+                )
+        if step is not None and not 1 <= step <= size:
+            raise fixed(
+                f"slice [{index_text((item,))}]: step {step} is out of range for an axis of size {size}",
+                f"steps of this axis are 1 to {size}",
+            )
+        n = len(range(size)[slice(start, stop, step)])
+        if n == 0:
+            raise fixed(
+                f"slice [{index_text((item,))}] of an axis of size {size} is empty",
+                "a slice must keep at least one element: its start must come before its end",
+            )
+        out.append(n)
+    return tuple(out) + shape[len(index) :]
+
+
+def index_key(index: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``index`` as a Python index: slices for the ``(start, stop, step)`` items."""
+    return tuple(slice(*item) if isinstance(item, tuple) else item for item in index)
 
 
 def _matmul(mod: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
@@ -70,9 +129,9 @@ def _mp_matmul(M: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
     return np.asarray(_matmul(np, a, b, ra, rb), dtype=object)
 
 
-def _trailing_index(index: tuple[int, ...], shape: Shape) -> tuple[Any, ...]:
+def _trailing_index(index: tuple[Any, ...], shape: Shape) -> tuple[Any, ...]:
     """``index`` applied to the per-sample axes, after any batch axes."""
-    return tuple(index) + (slice(None),) * (len(shape) - len(index))
+    return index_key(index) + (slice(None),) * (len(shape) - len(index))
 
 
 # Operators (written as syntax, not calls). Precedence as Python's: + - 1, * / @ 2, unary - 3,
@@ -105,8 +164,9 @@ structural(
     "index", 1,
     lambda N, args, shapes, index: args[0][(Ellipsis,) + _trailing_index(index, shapes[0])],
     lambda T, args, shapes, index: args[0][(Ellipsis,) + _trailing_index(index, shapes[0])],
-    lambda S, args, shapes, index: _object(args[0][index]),
+    lambda S, args, shapes, index: _object(_object(args[0])[index_key(index)]),
     lambda M, args, shapes, index: _object(_object(args[0])[(Ellipsis,) + _trailing_index(index, shapes[0])]),
-    lambda shape, index=(): index_shape(shape, index), "v[i], M[i, j]: integer constant indices",
-    incremental=inc.index, attrs=(Attr("index", (), ("ints",)),), notation="index", symbol="[]", precedence=5,
+    lambda shape, index=(): index_shape(shape, index),
+    "v[i], M[i, j], v[1:3], M[:, 0]: integer constant indices and slices (positive steps: v[::2])",
+    incremental=inc.moves, attrs=(Attr("index", (), ("ints",)),), notation="index", symbol="[]", precedence=5,
 )  # fmt: skip
