@@ -525,3 +525,22 @@ def test_against_value_tells_a_factory_from_a_loss_function(tmp_path, monkeypatc
     assert against_value("engines_mod2:loss").__name__ == "loss"  # has parameters: a torch loss function
     with pytest.raises(gc.ModelError, match=r"the factory returned int"):
         against_value("engines_mod2:make_nothing")
+
+
+@pytest.mark.slow
+def test_the_fuzzing_script_in_the_docs_prints_what_the_docs_show():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    out = subprocess.run(
+        [sys.executable, "examples/engines/fuzz_micrograd.py"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    shown = (REPO / "docs" / "engines.md").read_text().split("$ python examples/engines/fuzz_micrograd.py\n", 1)[1]
+    shown = shown.split("```", 1)[0]
+    assert out.stdout == shown
+    assert "'loss': '(w * (w + w))'" in shown  # shrunk to one parameter and two products
