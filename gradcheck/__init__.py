@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from .compare import Tolerance
+from .engines import Engine, gradient_fn
+from .engines import GradientFn as _GradientFn
 from .errors import ModelError
 from .model import Model, load, loads
 from .ops import register_function
@@ -40,6 +42,7 @@ if _TYPE_CHECKING:  # Unpack is in typing from Python 3.11; the annotations are 
 
 __all__ = [
     "CheckOptions",
+    "Engine",
     "Model",
     "ModelError",
     "Report",
@@ -47,6 +50,7 @@ __all__ = [
     "TrainResult",
     "assert_agree",
     "check",
+    "gradient_fn",
     "load",
     "loads",
     "register_function",
@@ -54,8 +58,9 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-#: A user implementation for ``against``: ``fn(params, data) -> per-sample losses``.
-_LossFn = _Callable[[dict[str, _Any], dict[str, _Any]], _Any]
+#: A user implementation for ``against``: ``fn(params, data) -> per-sample losses`` (torch), a
+#: :func:`gradient_fn` or an :class:`Engine`.
+_LossFn = _Callable[[dict[str, _Any], dict[str, _Any]], _Any] | _GradientFn | Engine
 
 
 def check(
@@ -71,8 +76,10 @@ def check(
     tensors) and replaces the file's values at the first point; parameters
     it leaves out keep the file's values. ``against`` maps a name to
     ``fn(params: dict[str, Tensor], data: dict[str, Tensor]) -> Tensor`` of
-    per-sample losses; its autograd gradient joins the comparison under that
-    name. The other keywords are the fields of :class:`CheckOptions`
+    per-sample losses (its autograd gradient joins the comparison under that
+    name), or to a :func:`gradient_fn` (a hand-written gradient) or an
+    :class:`Engine` (the model run in another autodiff engine). The other
+    keywords are the fields of :class:`CheckOptions`
     (``dtype``, ``rtol``, ``atol``, ``points``, ``seed``, ``strict``,
     ``directions``), documented there: they override the model's ``check:``
     section; ``strict`` makes a kink fail ``report.ok``; ``directions=K``

@@ -71,7 +71,7 @@ def check(
     options: CheckOptions | None = None,
     *,
     at: Mapping[str, Any] | None = None,
-    against: Mapping[str, Callable[..., Any]] | None = None,
+    against: Mapping[str, Any] | None = None,  # torch loss fns, gradient_fns, Engines (_against)
     progress: Progress | None = None,
 ) -> Report:
     """The orchestrator: check the model's gradients three ways (and against any extra sources).
@@ -281,9 +281,15 @@ def _judge_entries(
     return GradientResult.combine(name, shape, per_sample=per_sample, values=values, fd_error=errors, verdicts=verdicts)
 
 
-def _against(model: Model, fn: Callable[..., Any], point: dict[str, np.ndarray], dtype: str, name: str) -> Any:
-    from .sources import autograd
+def _against(model: Model, fn: Any, point: dict[str, np.ndarray], dtype: str, name: str) -> Any:
+    """The gradients of one ``against`` value: a torch loss function, a ``gradient_fn`` or an ``Engine``."""
+    from .engines import Engine, GradientFn
+    from .sources import autograd, engine
 
+    if isinstance(fn, Engine):
+        return engine.engine_gradients(model, fn, point, name)
+    if isinstance(fn, GradientFn):
+        return engine.function_gradients(model, fn.fn, point, name)
     try:
         return autograd.backward(model, fn, point, dtype, name)
     except ModelError:

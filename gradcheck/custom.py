@@ -1,14 +1,25 @@
 """User implementations named on the command line (``--against MODULE:CALLABLE``).
 
 Only the command line or the API can name code to import; a model file never
-can. The callable is ``fn(params: dict[str, Tensor], data: dict[str, Tensor])
--> Tensor`` of per-sample losses; its autograd gradient joins the comparison
-under the name ``MODULE:CALLABLE`` (see :func:`gradcheck.sources.autograd.backward`).
+can. What ``MODULE:CALLABLE`` names (:func:`against_value`) joins the
+comparison under the name ``MODULE:CALLABLE``; it is one of
+
+* a :class:`gradcheck.Engine` or a :func:`gradcheck.gradient_fn` object;
+* a *factory*: a callable that takes no parameters at all (``def
+  make_engine():``), called once with no arguments; it must return an
+  ``Engine`` or a ``gradient_fn``;
+* otherwise a torch loss function ``fn(params: dict[str, Tensor], data:
+  dict[str, Tensor]) -> Tensor`` of per-sample losses, whose autograd
+  gradient joins (see :func:`gradcheck.sources.autograd.backward`). A
+  loss function always has parameters, so the two are never confused; a
+  callable whose signature cannot be read (a builtin) counts as a loss
+  function.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -54,3 +65,35 @@ def import_callable(spec: str) -> Callable[..., Any]:
     if not callable(obj):
         raise ModelError(f"--against {spec!r} is not callable")
     return obj  # type: ignore[no-any-return]
+
+
+def _is_factory(obj: Any) -> bool:
+    """A callable that takes no parameters at all (not even ``*args``)."""
+    try:
+        return not inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def against_value(spec: str) -> Any:
+    """What ``--against MODULE:CALLABLE`` names, made ready for ``check(against=...)`` (module docstring)."""
+    from .engines import Engine, GradientFn
+
+    obj = import_callable(spec)
+    if isinstance(obj, (Engine, GradientFn)) or not _is_factory(obj):
+        return obj
+    try:
+        made = obj()
+    except ModelError:
+        raise
+    except Exception as err:
+        raise ModelError(
+            f"--against {spec!r}: calling the factory raised {type(err).__name__}: {err}",
+            fix="a callable without parameters is called to make a gc.Engine or gc.gradient_fn",
+        ) from err
+    if not isinstance(made, (Engine, GradientFn)):
+        raise ModelError(
+            f"--against {spec!r}: the factory returned {type(made).__name__}, not a gc.Engine or gc.gradient_fn",
+            fix="return gc.Engine(...) or gc.gradient_fn(fn); a torch loss function takes (params, data)",
+        )
+    return made

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -149,6 +150,8 @@ _LOGIC = (
     "({u} <= {v})",
     "where({u} >= 0.5, {v}, 2 * {u})",
 )
+#: Kinds of expression drawn from templates (``{u}``, ``{v}``: operands).
+_TEMPLATES = {"activation": _ACTIVATIONS, "logic": _LOGIC}
 #: Smooth reductions over every axis keeping them (``keepdims=True``): scalars stay scalars and
 #: a vector of length k becomes one of length 1, so the result broadcasts as its operand did.
 _REDUCE = ("sum", "mean", "var", "logsumexp")
@@ -162,20 +165,80 @@ _AXIS_TERMS = (
 )
 
 
+class _Allowed:
+    """The functions a drawn expression may use: all, or only ``functions`` (the operators always)."""
+
+    def __init__(self, functions: Collection[str] | None) -> None:
+        self.functions = None if functions is None else frozenset(functions)
+
+    def __call__(self, names: Sequence[str]) -> tuple[str, ...]:
+        """Those of ``names`` that may be used (an empty tuple: none, so the template is skipped)."""
+        return tuple(n for n in names if self.functions is None or n in self.functions)
+
+    def __hash__(self) -> int:
+        return hash(self.functions)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Allowed) and other.functions == self.functions
+
+
+#: No restriction: every function may be used.
+_ALL = _Allowed(None)
+
+
+def _allowed(functions: Collection[str] | None, who: str) -> _Allowed:
+    """``functions`` checked against the model language's functions (a typo would silently narrow the models)."""
+    if functions is None:
+        return _ALL
+    from .ops import FUNCTIONS
+
+    if isinstance(functions, str):
+        raise ModelError(f"{who}(functions={functions!r}) must be a collection of names, not one string")
+    for name in functions:
+        if name not in FUNCTIONS:
+            from .errors import close_match
+
+            guess = close_match(str(name), FUNCTIONS)
+            raise ModelError(
+                f"{who}(functions=...) names {name!r}, which is not a function of the model language",
+                fix=f"did you mean {guess!r}?" if guess else "functions: " + ", ".join(sorted(FUNCTIONS)),
+            )
+    return _Allowed(functions)
+
+
 @st.composite
-def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> str:
+def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool, allowed: _Allowed = _ALL) -> str:
     """Fully parenthesised text; the first choices (what shrinking moves to) are the simplest."""
     leaf = st.sampled_from(names) | st.sampled_from(("1", "2", "0.5", "3"))
     if depth <= 0:
         return str(draw(leaf))
 
     def sub() -> str:
-        return str(draw(_expression(names, depth - 1, kinks)))
+        return str(draw(_expression(names, depth - 1, kinks, allowed)))
+
+    def pick(functions: Sequence[str]) -> str:
+        return str(draw(st.sampled_from(allowed(functions))))
 
     kinds = ["leaf", "add", "mul", "bounded", "sub", "neg", "pow", "linear", "div", "positive", "half", "reduce"]
     kinds += ["activation", "structure"]
     if kinks:
         kinds += ["kinked", "minmax", "logic", "extreme"]
+    needs = {
+        "bounded": _BOUNDED,
+        "linear": _LINEAR,
+        "half": ("asin", "acos", "atanh"),
+        "kinked": _KINKED,
+        "minmax": ("max", "min"),
+        "extreme": ("max", "min"),
+        "reduce": _REDUCE,
+    }
+    kinds = [k for k in kinds if k not in needs or allowed(needs[k])]
+    if "half" in kinds and not allowed(("tanh", "sin")):
+        kinds.remove("half")
+    # Templates of several functions are drawn only where all of theirs are allowed.
+    kinds = [k for k in kinds if k not in _TEMPLATES or _usable(_TEMPLATES[k], allowed)]
+    if allowed.functions is not None and "structure" in kinds:
+        kinds.remove("structure")
     kind = draw(st.sampled_from(kinds))
     if kind == "leaf":
         return str(draw(leaf))
@@ -187,15 +250,16 @@ def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> s
     if kind == "pow":
         return f"({sub()})**{draw(st.sampled_from((2, 3)))}"
     if kind == "bounded":
-        return f"{draw(st.sampled_from(_BOUNDED))}({sub()})"
+        return f"{pick(_BOUNDED)}({sub()})"
     if kind == "linear":
-        return f"{draw(st.sampled_from(_LINEAR))}({sub()})"
+        return f"{pick(_LINEAR)}({sub()})"
     if kind == "div":
-        return f"({sub()} / {_positive(draw, sub)})"
+        return f"({sub()} / {_positive(draw, sub, allowed)})"
     if kind == "positive":
         # functions defined only for positive arguments, given one
-        fn = draw(st.sampled_from(("log", "sqrt", "pow_half", "acosh1", "log1p")))
-        p = _positive(draw, sub)
+        needs_fn = {"log": "log", "sqrt": "sqrt", "pow_half": None, "acosh1": "acosh", "log1p": "log1p"}
+        fn = draw(st.sampled_from([f for f, g in needs_fn.items() if g is None or allowed((g,))]))
+        p = _positive(draw, sub, allowed)
         if fn == "pow_half":
             return f"{p}**0.5"
         if fn == "acosh1":
@@ -203,21 +267,28 @@ def _expression(draw: Any, names: tuple[str, ...], depth: int, kinks: bool) -> s
         return f"{fn}({p})"
     if kind == "half":
         # functions defined only on (-1, 1), given an argument in (-0.5, 0.5)
-        fn = draw(st.sampled_from(("asin", "acos", "atanh")))
-        return f"{fn}({draw(st.sampled_from(('tanh', 'sin')))}({sub()}) / 2)"
-    if kind == "activation":
-        return draw(st.sampled_from(_ACTIVATIONS)).format(u=sub())
-    if kind == "logic":
-        return draw(st.sampled_from(_LOGIC)).format(u=sub(), v=sub())
+        fn = pick(("asin", "acos", "atanh"))
+        return f"{fn}({pick(('tanh', 'sin'))}({sub()}) / 2)"
+    if kind in _TEMPLATES:
+        return draw(st.sampled_from(_usable(_TEMPLATES[kind], allowed))).format(u=sub(), v=sub())
     if kind == "structure":
         return _structure(draw, names, sub)
     if kind == "kinked":
-        return f"{draw(st.sampled_from(_KINKED))}({sub()})"
+        return f"{pick(_KINKED)}({sub()})"
     if kind == "reduce":
-        return f"{draw(st.sampled_from(_REDUCE))}({sub()}, keepdims=True)"
+        return f"{pick(_REDUCE)}({sub()}, keepdims=True)"
     if kind == "extreme":
-        return f"{draw(st.sampled_from(('max', 'min')))}({sub()}, keepdims=True)"
-    return f"{draw(st.sampled_from(('max', 'min')))}({sub()}, {sub()})"
+        return f"{pick(('max', 'min'))}({sub()}, keepdims=True)"
+    return f"{pick(('max', 'min'))}({sub()}, {sub()})"
+
+
+#: The function names a template calls.
+_CALLED = re.compile(r"([A-Za-z_][A-Za-z_0-9]*)\(")
+
+
+def _usable(templates: Sequence[str], allowed: _Allowed) -> tuple[str, ...]:
+    """Those of ``templates`` whose every function call is allowed."""
+    return tuple(t for t in templates if len(allowed(_CALLED.findall(t))) == len(_CALLED.findall(t)))
 
 
 def _structure(draw: Any, names: tuple[str, ...], sub: Any) -> str:
@@ -247,20 +318,28 @@ def _structure(draw: Any, names: tuple[str, ...], sub: Any) -> str:
     return f"sum(tanh(diag({vec()})))"
 
 
-def _positive(draw: Any, sub: Any) -> str:
+def _positive(draw: Any, sub: Any, allowed: _Allowed = _ALL) -> str:
     """Text of an expression that is positive (>= exp(-1)) wherever ``sub()`` is finite."""
-    form = draw(st.sampled_from(("square", "exp", "two_sin", "one_sigmoid")))
+    needs = {"square": (), "exp": ("exp",), "two_sin": ("sin",), "one_sigmoid": ("sigmoid",)}
+    forms = [f for f, fns in needs.items() if all(allowed((fn,)) for fn in fns)]
+    if not allowed(_BOUNDED) and "exp" in forms:
+        forms.remove("exp")
+    form = draw(st.sampled_from(forms))
     if form == "square":
         return f"(1 + ({sub()})**2)"
     if form == "exp":
-        return f"exp({draw(st.sampled_from(_BOUNDED))}({sub()}))"
+        return f"exp({draw(st.sampled_from(allowed(_BOUNDED)))}({sub()}))"
     if form == "two_sin":
         return f"(2 + sin({sub()}))"
     return f"(1 + sigmoid({sub()}))"
 
 
 def expressions(
-    names: Sequence[str] = ("w", "x"), *, max_depth: int = 3, kinks: bool = False
+    names: Sequence[str] = ("w", "x"),
+    *,
+    max_depth: int = 3,
+    kinks: bool = False,
+    functions: Collection[str] | None = None,
 ) -> st.SearchStrategy[str]:
     """Text of random expressions of the model language over ``names``.
 
@@ -295,6 +374,13 @@ def expressions(
       kinks :func:`gradcheck.check` reports ``kink`` (or ``agree`` where both
       sides are equal).
 
+    * with ``functions`` (names of model-language functions, e.g. an
+      engine's :attr:`gradcheck.Engine.functions`) only those functions
+      appear, besides the operators ``+ - * / **`` and unary ``-``; a
+      template that needs another is left out (``x**0.5`` and ``1 + u**2``
+      need none, so every guarantee above still holds). A name that is no
+      function of the language is a :class:`ModelError`.
+
     Not guaranteed: that the value is small (``((x**3)**3)**3`` is allowed),
     so at large inputs rounding can make a check report ``undefined``
     honestly. Shrinking moves toward a single name.
@@ -304,7 +390,7 @@ def expressions(
         raise ModelError("expressions(names=...) needs at least one name")
     if max_depth < 0:
         raise ModelError(f"expressions(max_depth={max_depth!r}) must be >= 0")
-    return _expression(names, max_depth, kinks)
+    return _expression(names, max_depth, kinks, _allowed(functions, "expressions"))
 
 
 # --- models -------------------------------------------------------------------
@@ -320,7 +406,14 @@ def _value(lo: float = -2.0, hi: float = 2.0) -> st.SearchStrategy[float]:
 
 @st.composite
 def _model(
-    draw: Any, max_params: int, max_samples: int, max_depth: int, kinks: bool, vectors: bool, domains: bool
+    draw: Any,
+    max_params: int,
+    max_samples: int,
+    max_depth: int,
+    kinks: bool,
+    vectors: bool,
+    domains: bool,
+    allowed: _Allowed = _ALL,
 ) -> dict[str, Any]:
     n_params = draw(st.integers(1, max_params))
     params: dict[str, Any] = {name: draw(_value()) for name in _PARAM_NAMES[:n_params]}
@@ -328,23 +421,25 @@ def _model(
     n = draw(st.integers(1, max_samples))
     data: dict[str, Any] = {name: [draw(_value()) for _ in range(n)] for name in _DATA_NAMES[:n_data]}
     names = tuple(params) + tuple(data)
-    terms = [draw(expressions(names, max_depth=max_depth, kinks=kinks))]
-    if domains and draw(st.booleans()):
+    terms = [draw(_expression(names, max_depth, kinks, allowed))]
+    if domains and allowed(("log", "sqrt")) and draw(st.booleans()):
         # a parameter with a domain, used where only that domain is safe
         params["s"] = {"value": draw(_value(0.5, 3.0)), "domain": [0.25, 4.0]}
-        terms.append(f"{draw(st.sampled_from(('log', 'sqrt')))}(s) * {draw(st.sampled_from(names))}")
-    if vectors and draw(st.booleans()):
+        terms.append(f"{draw(st.sampled_from(allowed(('log', 'sqrt'))))}(s) * {draw(st.sampled_from(names))}")
+    vector_terms = list(_usable(("dot(V, v)", "sum(tanh(V * v))", "logsumexp(V * v)", *_AXIS_TERMS), allowed))
+    if vectors and vector_terms and draw(st.booleans()):
         k = draw(st.integers(2, 3))
         params["V"] = [draw(_value()) for _ in range(k)]
         data["v"] = [[draw(_value()) for _ in range(k)] for _ in range(n)]
-        terms.append(draw(st.sampled_from(("dot(V, v)", "sum(tanh(V * v))", "logsumexp(V * v)", *_AXIS_TERMS))))
+        terms.append(draw(st.sampled_from(vector_terms)))
     spec: dict[str, Any] = {"params": params}
     if data:
         spec["data"] = data
     y_pred = " + ".join(terms)
     if data and draw(st.booleans()):
         data["y"] = [draw(_value()) for _ in range(n)]
-        spec["model"] = {"y_pred": y_pred, "loss": draw(st.sampled_from(("(y_pred - y)**2", "softplus(y_pred - y)")))}
+        losses = ("(y_pred - y)**2",) + ("softplus(y_pred - y)",) * bool(allowed(("softplus",)))
+        spec["model"] = {"y_pred": y_pred, "loss": draw(st.sampled_from(losses))}
     else:
         spec["model"] = {"loss": y_pred}
     spec["reduction"] = draw(st.sampled_from(("mean", "sum", "none")))
@@ -359,6 +454,7 @@ def models(
     kinks: bool = False,
     vectors: bool = True,
     domains: bool = True,
+    functions: Collection[str] | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Random whole models, as dicts for :meth:`gradcheck.Model.from_dict`.
 
@@ -386,10 +482,18 @@ def models(
       :func:`expressions`, and ``s`` stays inside its domain under
       :func:`points`), so a correct autodiff engine agrees with the exact
       gradient up to rounding; with ``kinks=True`` a check may report
-      ``kink``.
+      ``kink``;
+    * with ``functions`` (e.g. an engine's
+      :attr:`gradcheck.Engine.functions`) the model uses only those
+      functions and the operators ``+ - * / **``, unary ``-``: the
+      expressions as in :func:`expressions`, ``s`` only when ``log`` or
+      ``sqrt`` is allowed, ``V`` only through an allowed form, the target
+      through ``(y_pred - y)**2`` unless ``softplus`` is allowed. So
+      ``@given(gst.models(functions=engine.functions))`` with
+      :func:`gradcheck.assert_agree` fuzzes an engine (``docs/engines.md``).
     """
     if max_params < 1 or max_params > len(_PARAM_NAMES):
         raise ModelError(f"models(max_params={max_params!r}) must be between 1 and {len(_PARAM_NAMES)}")
     if max_samples < 1:
         raise ModelError(f"models(max_samples={max_samples!r}) must be >= 1")
-    return _model(max_params, max_samples, max_depth, kinks, vectors, domains)
+    return _model(max_params, max_samples, max_depth, kinks, vectors, domains, _allowed(functions, "models"))

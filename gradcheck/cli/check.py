@@ -90,7 +90,9 @@ def add_to(subparsers: Any, commands: str) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MODULE:CALLABLE",
-        help="also compare the autograd gradient of fn(params, data) -> per-sample losses, imported from MODULE (repeatable)",
+        help="also compare the autograd gradient of fn(params, data) -> per-sample losses, imported from MODULE, "
+        "or the gradients of a gc.Engine / gc.gradient_fn that CALLABLE is or returns when called without "
+        "arguments (repeatable; docs/engines.md)",
     )
     p.add_argument("--plot", metavar="FILE.png", help="draw finite-difference error against step size per parameter")
     p.add_argument(
@@ -174,9 +176,9 @@ def _load_all(paths: Sequence[str]) -> list[Any]:
 
 
 def _against(specs: Sequence[str]) -> dict[str, Any]:
-    from ..custom import import_callable
+    from ..custom import against_value
 
-    return {spec: import_callable(spec) for spec in specs}
+    return {spec: against_value(spec) for spec in specs}
 
 
 def _plot_path(path: str, name: str, count: int) -> str:
