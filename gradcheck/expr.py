@@ -352,6 +352,25 @@ class _Parser:
             self.take()
         self.take(")")
         self.depth -= 1
+        if len(args) > op.arity and not op.variadic and len(args) - op.arity <= len(op.attrs):
+            # constants after the operands fill the attributes in order, as in Python: maxpool2d(x, 2)
+            extra = args[op.arity :]
+            if all(a.op == "num" for a in extra):
+                del args[op.arity :]
+                given = dict(attrs)
+                attrs = {}
+                for attr, node in zip(op.attrs, extra):
+                    if attr.name in given:
+                        raise _SyntaxError(
+                            f"{op.name}() got {attr.name}= twice", node.pos, f"{op.name}: {op.signature()}"
+                        )
+                    digits = node.text.replace("_", "")
+                    value = int(digits) if digits.isdigit() else node.value
+                    try:
+                        attrs[attr.name] = attr.coerce(value)
+                    except TypeError as err:
+                        raise _SyntaxError(f"{op.name}(): {err}", node.pos, f"{op.name}: {op.signature()}") from None
+                attrs.update(given)
         if len(args) != op.arity and not (op.variadic and len(args) >= op.arity):
             least = "at least " if op.variadic else ""
             raise _SyntaxError(

@@ -107,7 +107,9 @@ def find_sites(model: Model, point: Mapping[str, np.ndarray]) -> list[KinkSite]:
         if op.kink is None:
             return
         with np.errstate(all="ignore"):
-            mask = np.asarray(op.kink(np, *[np.asarray(a) for a in args])) == 0
+            # a structural op's kink rule takes the node's attributes too (a pool's window size)
+            attrs = op.bind(node.attrs) if op.kind == "structural" else {}
+            mask = np.asarray(op.kink(np, *[np.asarray(a) for a in args], **attrs)) == 0
         if not mask.any():
             return
         params: set[str] = set()

@@ -29,6 +29,7 @@ checks on every example and on random models.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -132,8 +133,9 @@ def _evaluate(
             dense = [plain(a, n.shape) for a, n in zip(args, node.args)]
             if ctx.flips is not None and op.kink is not None:
                 rank = len(node.shape)
+                attrs = op.bind(node.attrs) if op.kind == "structural" else {}
                 ctx.crossed(
-                    op.kink,
+                    functools.partial(op.kink, **attrs) if attrs else op.kink,
                     [align(a, len(n.shape), rank) for a, n in zip(dense, node.args)],
                     [align(a, len(n.shape), rank) for a, n in zip(base_args, node.args)],
                 )

@@ -151,7 +151,8 @@ def kink_sides(model: Model, params: Mapping[str, np.ndarray], dtype: str, batch
         if op.kink is None:
             return
         with np.errstate(all="ignore"):
-            q = np.sign(np.asarray(op.kink(np, *[np.asarray(a) for a in args])))
+            attrs = op.bind(node.attrs) if op.kind == "structural" else {}  # a pool's window size
+            q = np.sign(np.asarray(op.kink(np, *[np.asarray(a) for a in args], **attrs)))
         per = q.ndim - len(node.shape)  # batch axes present on this value
         q = q.reshape((1,) * (len(batch) - per) + q.shape)
         q = np.broadcast_to(q, batch + q.shape[len(batch) :])
