@@ -154,8 +154,26 @@ def _conv_sympy(S: Any, x: Any, k: Any, stride: Any, padding: Any, d: int) -> An
             if all(0 <= a < n for a, n in zip(at, x.shape[1:])):
                 taps.append((off, at))
         for o in range(cout):
-            out[(o,) + pos] = S.Add(*[k[(o, c) + off] * x[(c,) + at] for c in range(cin) for off, at in taps])
+            out[(o,) + pos] = _sum_of_products(
+                S, [(k[(o, c) + off], x[(c,) + at]) for c in range(cin) for off, at in taps]
+            )
     return out
+
+
+def _sum_of_products(S: Any, pairs: list[tuple[Any, Any]]) -> Any:
+    """``Add(*[a * b for a, b in pairs])``, built without SymPy's canonicalization when every factor is a symbol.
+
+    A conv's window is a sum of products of distinct symbols (kernel element times
+    input element, as the symbolic source's tape holds them): nothing for SymPy to
+    collect, so its flattening and sorting (most of the cost: ~20 us a product) are
+    skipped; any other factor (a number, an expression) takes the ordinary route.
+    """
+    if not pairs:
+        return S.Integer(0)
+    if all(a.is_Symbol and b.is_Symbol for a, b in pairs):  # sympy objects: the tape's symbols
+        terms = [a * b if a is b else S.Mul._from_args((a, b)) for a, b in pairs]
+        return terms[0] if len(terms) == 1 else S.Add._from_args(terms)
+    return S.Add(*[a * b for a, b in pairs])
 
 
 def _conv_mp(M: Any, x: Any, k: Any, stride: Any, padding: Any, d: int) -> Any:
