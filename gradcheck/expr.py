@@ -427,6 +427,8 @@ class _Parser:
         self.depth -= 1
         op = lookup(name.text, len(args))
         if op is None:
+            op = self.positional_attributes(forms, args, given)
+        if op is None:
             if len(forms) == 1:
                 least = "at least " if forms[0].variadic else ""
                 takes = f"{least}{forms[0].arity} argument{'s' if forms[0].arity > 1 else ''}"
@@ -444,6 +446,27 @@ class _Parser:
                 raise _SyntaxError(f"{op.spelling}() got {key.text}= twice", key.pos)
             attrs[key.text] = self.keyword(op, key, value, pos)
         return Node(op.name, tuple(args), pos=name.pos, attrs=tuple(attrs.items()))
+
+    def positional_attributes(
+        self, forms: list[Op], args: list[Node], given: list[tuple[_Token, object, int]]
+    ) -> Op | None:
+        """Number constants after an op's operands fill its attributes in order, as in Python.
+
+        ``maxpool2d(x, 2)`` is ``maxpool2d(x, size=2)``: for a form that is not
+        variadic, has attributes, and is given more arguments than operands,
+        all of them numbers. The constants move from ``args`` to ``given``.
+        """
+        for op in forms:
+            extra = args[op.arity :]
+            if op.variadic or not extra or len(extra) > len(op.attrs) or any(a.op != "num" for a in extra):
+                continue
+            del args[op.arity :]
+            for attr, node in zip(op.attrs, extra):
+                digits = node.text.replace("_", "")
+                value = int(digits) if digits.isdigit() else node.value
+                given.append((_Token("name", attr.name, node.pos), value, node.pos))
+            return op
+        return None
 
     def list_attribute(self, op: Op, pos: int) -> _Token:
         """The attribute a constant list written as an operand sets: the op's one list attribute.

@@ -296,3 +296,49 @@ def _plus(total: np.ndarray, change: np.ndarray, ctx: Context) -> Batched:
     """A reduction's old ``total`` (batch) plus each row's ``change``: a scalar per sample, batched."""
     total, change = _pair(np.asarray(total)[None, ...] if np.ndim(total) else np.asarray(total), change)
     return ctx.batched(total + change, ())
+
+
+# --- layers (conv) -------------------------------------------------------------
+
+
+def _per_axis(value: Any, d: int) -> tuple[int, ...]:
+    return (int(value),) * d if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def conv_kernel(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """``conv1d``/``conv2d`` with one kernel element ``k[o, c, i, j]`` perturbed and the input not.
+
+    Every output position of channel ``o`` moves by the change times the input
+    element its window meets at ``(c, i, j)``: ``(M,) + batch + shape``,
+    batched. Declines a perturbed input (evaluated densely).
+    """
+    x, k = args
+    if isinstance(x, Sparse) or not isinstance(k, Sparse):
+        return None
+    attrs = op.bind(node.attrs)
+    if set(attrs) != {"stride", "padding"}:
+        return None
+    d = len(k.shape) - 2
+    stride, padding = _per_axis(attrs["stride"], d), _per_axis(attrs["padding"], d)
+    x = np.asarray(x)
+    xb = x.shape[: x.ndim - d - 1]
+    if any(padding):
+        x = np.pad(x, [(0, 0)] * (x.ndim - d) + [(p, p) for p in padding])
+    w = np.lib.stride_tricks.sliding_window_view(x, k.shape[2:], axis=tuple(range(x.ndim - d, x.ndim)))
+    w = w[(Ellipsis,) + tuple(slice(None, None, s) for s in stride) + (slice(None),) * d]  # xb + (C, *out, *K)
+    lead = len(xb)
+    w = np.moveaxis(w, [lead] + list(range(w.ndim - d, w.ndim)), list(range(d + 1)))  # (C, *K) + xb + out
+    o, c, *offsets = np.unravel_index(k.pos, k.shape)
+    taps = w[(c, *offsets)]  # (M,) + xb + out
+    delta = np.asarray(k.vals - k.old())
+    extra = delta.shape[1:]
+    if len(extra) > len(xb):
+        return None
+    delta = delta.reshape(delta.shape + (1,) * (taps.ndim - delta.ndim))
+    change = delta * taps  # (M,) + batch + out
+    base = np.asarray(base)
+    batch = tuple(np.broadcast_shapes(xb, extra)) if extra else xb
+    full = np.broadcast_to(base, (ctx.rows,) + batch + tuple(node.shape)).astype(np.result_type(base, change))
+    view = np.moveaxis(full, 1 + len(batch), 1)  # (M, C_out) + batch + out
+    view[np.arange(ctx.rows), o] += np.broadcast_to(change, (ctx.rows,) + batch + tuple(node.shape[1:]))
+    return ctx.batched(full, tuple(node.shape))

@@ -11,10 +11,20 @@ from gradcheck.expr import infer_shapes, parse
 from gradcheck.ops import FUNCTIONS, OPS
 
 ELEMENTWISE = sorted(n for n, op in FUNCTIONS.items() if op.builtin and op.kind == "elementwise")
-STRUCTURAL = sorted(n for n, op in FUNCTIONS.items() if op.builtin and op.kind == "structural")
+# The layers take tensors of their own shapes: test_layer_mpmath_forms.
+LAYERS = {
+    "conv1d": "conv1d(X1, K1, stride=2, padding=1)",
+    "conv2d": "conv2d(X2, K2, stride=[1, 2], padding=[1, 0])",
+    "maxpool2d": "maxpool2d(X2, 2, stride=1)",
+    "avgpool2d": "avgpool2d(X2, size=[2, 3])",
+}
+STRUCTURAL = sorted(n for n, op in FUNCTIONS.items() if op.builtin and op.kind == "structural" and n not in LAYERS)
 # Inside and outside the domains of every function (|x| > 1, x < 0, 0, ...).
 POINTS = np.array([-2.5, -1.0, -0.3, 0.0, 0.4, 1.0, 1.7, 30.0])
-SHAPES = {"a": (), "b": (), "d": (), "v": (3,), "c": (3,), "M": (2, 3), "e": (), "pi": ()}
+SHAPES = {
+    "a": (), "b": (), "d": (), "v": (3,), "c": (3,), "M": (2, 3), "e": (), "pi": (),
+    "X1": (2, 6), "K1": (3, 2, 2), "X2": (2, 4, 5), "K2": (3, 2, 2, 3),
+}  # fmt: skip
 
 
 def _run(text: str, env: dict, backend: str, mod) -> object:
@@ -65,6 +75,18 @@ def test_structural_mpmath_forms(name):
     text = f"{name}(v, c)" if OPS[name].arity == 2 else f"{name}(v)"
     text = {"trace": "trace(M)", "reshape": "reshape(M, [3, -1])"}.get(name, text)  # ops that need a matrix, a shape
     _agree(*_both(text, env))
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_mpmath_forms(name):
+    rng = np.random.default_rng(2)
+    env = {k: rng.normal(size=(3,) + SHAPES[k]) for k in ("X1", "K1", "X2", "K2")}
+    env["X1"][0, 1, 2] = env["X2"][0, 1, 1, 2] = np.nan  # sample 0: nan reaches only the windows that hold it
+    assert set(LAYERS) == {n for n, op in FUNCTIONS.items() if op.builtin and op.kind == "structural"} - set(STRUCTURAL)
+    with np.errstate(invalid="ignore"):  # nan input made an mpf
+        plain, exact = _both(LAYERS[name], env)
+    assert np.isnan(plain[0]).any() and not np.isnan(plain[0]).all() and not np.isnan(plain[1:]).any()
+    _agree(plain, exact)
 
 
 @pytest.mark.parametrize(

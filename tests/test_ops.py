@@ -53,7 +53,8 @@ def test_every_function_is_tested_here():
     # tested in tests/test_ops_logic.py
     logic = {"where", "sign", "clamp", "leaky_relu", "elu", "gelu", "silu", "softsign", "square"}
     structure = {"outer", "diag", "trace", "reshape", "flatten", "concat", "stack"}  # tests/test_ops_structure.py
-    assert set(FUNCTIONS) == set(UNARY) | binary | structural | logic | structure
+    layers = {"conv1d", "conv2d", "maxpool2d", "avgpool2d"}  # tested in tests/test_ops_layers.py
+    assert set(FUNCTIONS) == set(UNARY) | binary | structural | logic | structure | layers
     assert {n for n, op in OPS.items() if not op.call} == {
         "add",
         "sub",

@@ -218,3 +218,62 @@ def test_kink_crossings_of_reductions(name, step):
     if step == 0.05:
         assert want.any()  # some moves change a maximum (v[0] + 0.05 passes v[1]) ...
         assert not want.all()  # ... and some do not
+
+
+CONV_LOSSES = [
+    "sum(tanh(conv2d(x, K)) * y)",  # the kernel rule
+    "sum(conv2d(x, K, stride=2, padding=1)**2)",
+    "sum(conv2d(x, K, stride=[1, 2], padding=[2, 0])**2) + sum(conv1d(x[0], k1, stride=2, padding=1))",
+    "sum(conv2d(x * U, K)**2)",  # a perturbed input: plain fallback
+    "sum(avgpool2d(conv2d(x, K, padding=1), 2)) + sum(maxpool2d(x * U, 2, stride=1)**2)",
+]
+
+
+@pytest.mark.parametrize("loss", CONV_LOSSES)
+@pytest.mark.parametrize("mode", ["float64", "complex step"])
+def test_conv_rules_and_fallbacks(loss, mode):
+    rng = np.random.default_rng(3)
+    model = gc.Model.from_dict(
+        {
+            "params": {
+                "K": rng.normal(size=(3, 2, 3, 2)).tolist(),
+                "k1": rng.normal(size=(2, 5, 2)).tolist(),
+                "U": rng.normal(size=(2, 5, 6)).tolist(),
+            },
+            "data": {"x": rng.normal(size=(2, 2, 5, 6)).tolist(), "y": rng.normal(size=(2, 3, 3, 5)).tolist()},
+            "model": {"loss": loss},
+        }
+    )
+    if mode == "complex step":
+        if not finite_diff.analytic(model):
+            assert "maxpool2d" in loss  # the only op here that is not analytic
+            pytest.skip("the complex step needs an analytic loss")
+        assert_same(model, complex_step=True)
+    else:
+        assert_same(model)
+
+
+def test_conv_kernel_rule_changes_one_output_channel():
+    # the kernel rule's result is the plain convolution of the perturbed kernel, row by row
+    import torch
+    import torch.nn.functional as F
+
+    from gradcheck import incremental
+    from gradcheck.expr import infer_shapes, parse
+    from gradcheck.ops import OPS
+
+    rng = np.random.default_rng(4)
+    x, k = rng.normal(size=(3, 2, 6, 5)), rng.normal(size=(4, 2, 3, 2))
+    node = infer_shapes(parse("conv2d(x, k, stride=[2, 1], padding=1)"), {"x": (2, 6, 5), "k": (4, 2, 3, 2)})
+    op = OPS["conv2d"]
+    base = op.numpy(np, [x, k], [(2, 6, 5), (4, 2, 3, 2)], stride=(2, 1), padding=1)
+    idx = np.array([0, 17, 47, 30])
+    vals = k.reshape(-1)[idx] + np.array([0.5, -1.0, 2.0, 0.25])
+    ctx = incremental.Context(rows=4, samples=True)
+    got = incremental.conv_kernel(op, node, [x, incremental.Sparse(k, k.shape, idx, vals)], base, ctx)
+    assert got is not None
+    for m in range(4):
+        km = k.copy().reshape(-1)
+        km[idx[m]] = vals[m]
+        want = F.conv2d(torch.tensor(x), torch.tensor(km.reshape(k.shape)), stride=(2, 1), padding=1).numpy()
+        np.testing.assert_allclose(got.array[m], want, rtol=1e-12, atol=1e-12)

@@ -11,7 +11,7 @@ else; :func:`register_function` adds an elementwise one from Python.
 from __future__ import annotations
 
 from ..layout import align
-from . import arithmetic, elementwise, logic, reductions, structure  # noqa: F401  (each adds its entries to OPS)
+from . import arithmetic, elementwise, layers, logic, reductions, structure  # noqa: F401  (each adds its entries to OPS)
 from .arithmetic import index_shape
 from .core import (
     CONSTANTS,

@@ -25,7 +25,9 @@ Conventions shared by every form:
   keywords: ``form(mod, *args, **attrs)``; structural forms receive the
   per-sample shapes of their arguments: ``form(mod, args, shapes, **attrs)``,
   and reduce or index trailing axes only. Shape rules are
-  ``shape(*shapes, **attrs)``; kink rules ``kink(numpy, *args)``.
+  ``shape(*shapes, **attrs)``; kink rules ``kink(numpy, *args)`` (a structural
+  op's also take the node's attributes, ``kink(numpy, *args, **attrs)``), giving
+  a kink quantity of the op's per-sample rank (batch axes first).
 * A form receives the backend module first (``numpy``, ``torch``, ``sympy`` or
   ``mpmath``) so that this module imports none of them.
 * SymPy forms work on NumPy object arrays of SymPy expressions (no batch axes).

@@ -299,7 +299,17 @@ def _extreme_kink(
 
 def _sympy_extreme(S: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, top: bool) -> Any:
     pick = S.Max if top else S.Min
-    return _object(_objects_reduce(x, shape, axis, keepdims, lambda items: pick(*items)))
+
+    def extreme(items: Any) -> Any:
+        # Nested pairs, unevaluated: an evaluated Max of n arguments compares them pairwise (and again
+        # in every derivative), while nested pairs differentiate to n products of Heavisides. At a tie
+        # of two the tied elements still get half the gradient each.
+        out = items[0]
+        for item in items[1:]:
+            out = pick(out, item, evaluate=False)
+        return out
+
+    return _object(_objects_reduce(x, shape, axis, keepdims, extreme))
 
 
 def _mp_extreme_form(M: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, top: bool) -> Any:

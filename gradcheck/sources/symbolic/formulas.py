@@ -46,7 +46,10 @@ def plain(expr: Any) -> Any:
 
     if not isinstance(expr, sympy.Basic):
         return expr
-    return expr.xreplace({s: sympy.Symbol(s.name) for s in expr.free_symbols if isinstance(s, sympy.Symbol)})
+    # Without evaluation: the expression is already simplified, and re-evaluating it (a Max of many
+    # arguments compares them pairwise) would cost more than building it did.
+    with sympy.evaluate(False):
+        return expr.xreplace({s: sympy.Symbol(s.name) for s in expr.free_symbols if isinstance(s, sympy.Symbol)})
 
 
 @dataclass

@@ -1,0 +1,132 @@
+"""Issue 10, point 4: a conv layer and an attention head, checked three ways, against torch's slow gradcheck.
+
+    python benchmarks/layers.py            # time both, print the ratios (a few minutes)
+    python benchmarks/layers.py --write    # regenerate benchmarks/conv.yaml and benchmarks/attention.yaml
+
+Whole process against whole process, wall time: ``python -m gradcheck FILE --json
+--time-limit 0`` (symbolic, autograd and finite differences, at the file's values;
+the default symbolic time limit refuses the conv today) against a subprocess that imports torch, reads the same file (PyYAML), writes the same
+function in torch and runs ``torch.autograd.gradcheck`` in its default slow
+mode, float64, with respect to the same parameters. The ratio is gradcheck's
+time over torch's; at most 1 meets the issue. Not a test: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+CONV = HERE / "conv.yaml"
+ATTENTION = HERE / "attention.yaml"
+
+# The same functions in torch, as the subprocess runs them (per sample: no batch axis in the file).
+TORCH = {
+    "conv": """
+import sys, torch, yaml
+import torch.nn.functional as F
+doc = yaml.load(open(sys.argv[1]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+t = lambda v: torch.tensor(v, dtype=torch.float64)
+x, y = t(doc["data"]["x"]), t(doc["data"]["y"])
+k, b = t(doc["params"]["k"]).requires_grad_(), t(doc["params"]["b"]).requires_grad_()
+def f(k, b):
+    h = torch.tanh(F.conv2d(x, k) + b)
+    return ((h - y) ** 2).sum(dim=(1, 2, 3)).mean()
+assert torch.autograd.gradcheck(f, (k, b))
+""",
+    "attention": """
+import sys, torch, yaml
+doc = yaml.load(open(sys.argv[1]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+t = lambda v: torch.tensor(v, dtype=torch.float64)
+X, Y = t(doc["data"]["X"]), t(doc["data"]["Y"])
+Wq, Wk, Wv = (t(doc["params"][n]).requires_grad_() for n in ("Wq", "Wk", "Wv"))
+def f(Wq, Wk, Wv):
+    Q, K, V = X @ Wq, X @ Wk, X @ Wv
+    A = torch.softmax(Q @ K.transpose(-1, -2) / 32 ** 0.5, dim=-1)
+    return ((A @ V - Y) ** 2).sum(dim=(1, 2)).mean()
+assert torch.autograd.gradcheck(f, (Wq, Wk, Wv))
+""",
+}
+
+
+def _rows(a: np.ndarray) -> str:
+    return "[" + ", ".join(_rows(r) if r.ndim else repr(float(r)) for r in a) + "]"
+
+
+def write() -> None:
+    rng = np.random.default_rng(10)
+    r = lambda *shape, s=1.0: np.round(rng.normal(0, s, shape), 4)  # noqa: E731
+    CONV.write_text(
+        "# Issue 10 point 4: a conv layer (8 channels, 3x3 kernels, 16x16 input, 8 samples).\n"
+        "# Written by benchmarks/layers.py --write; timed by benchmarks/layers.py.\n"
+        "description: conv layer 8->8 channels, 3x3, 16x16 input, tanh, squared error\n"
+        "params:\n"
+        f"  k: {_rows(r(8, 8, 3, 3, s=0.2))}\n"
+        f"  b: {_rows(r(8, 1, 1, s=0.1))}\n"
+        "data:\n"
+        f"  x: {_rows(r(8, 8, 16, 16))}\n"
+        f"  y: {_rows(r(8, 8, 14, 14, s=0.5))}\n"
+        "model:\n"
+        "  h: tanh(conv2d(x, k) + b)\n"
+        "  loss: sum((h - y)**2)\n"
+    )
+    ATTENTION.write_text(
+        "# Issue 10 point 4: one self-attention head (sequence 16, width 32), 4 samples.\n"
+        "# Written by benchmarks/layers.py --write; timed by benchmarks/layers.py.\n"
+        "description: self-attention head, sequence 16, width 32, squared error\n"
+        "params:\n"
+        f"  Wq: {_rows(r(32, 32, s=0.15))}\n"
+        f"  Wk: {_rows(r(32, 32, s=0.15))}\n"
+        f"  Wv: {_rows(r(32, 32, s=0.15))}\n"
+        "data:\n"
+        f"  X: {_rows(r(4, 16, 32))}\n"
+        f"  Y: {_rows(r(4, 16, 32, s=0.5))}\n"
+        "model:\n"
+        "  Q: X @ Wq\n"
+        "  K: X @ Wk\n"
+        "  V: X @ Wv\n"
+        "  A: softmax(Q @ K.T / sqrt(32))\n"
+        "  loss: sum((A @ V - Y)**2)\n"
+    )
+
+
+def wall(cmd: list[str]) -> float:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    t = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - t
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="regenerate the two model files")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each process (the median is reported)")
+    opts = parser.parse_args()
+    if opts.write:
+        write()
+        return
+    print("| model | gradcheck, three ways (s) | torch gradcheck, slow, two ways (s) | ratio |")
+    print("|---|---|---|---|")
+    for name, path in (("conv", CONV), ("attention", ATTENTION)):
+        ours = statistics.median(
+            wall([sys.executable, "-m", "gradcheck", str(path), "--json", "--time-limit", "0"])
+            for _ in range(opts.repeat)
+        )
+        theirs = statistics.median(wall([sys.executable, "-c", TORCH[name], str(path)]) for _ in range(opts.repeat))
+        print(f"| {name} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
