@@ -12,11 +12,11 @@ from __future__ import annotations
 import keyword
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ModelError
 
-__all__ = ["from_torch", "valid_names"]
+__all__ = ["Traced", "from_factory", "from_torch", "trace", "valid_names"]
 
 _BAD = re.compile(r"[^A-Za-z0-9_]")
 
@@ -70,6 +70,14 @@ def _tensor(value: Any, what: str, key: str) -> Any:
     return t.to(torch.float64) if (t.dtype.is_floating_point or t.dtype == torch.bool) else t
 
 
+class Traced(NamedTuple):
+    """A trace: the model file's content (a dict for ``Model.from_dict``) and ``fn`` as an ``against`` source."""
+
+    spec: dict[str, Any]
+    name: str
+    against: Callable[[dict[str, Any], dict[str, Any]], Any]
+
+
 def from_torch(
     fn: Callable[[dict[str, Any], dict[str, Any]], Any],
     *,
@@ -87,9 +95,42 @@ def from_torch(
     :class:`ModelError` for a call the table does not translate and for
     data-dependent control flow, naming the call and the user's line.
     """
+    from ..model import Model
+
+    traced = trace(fn, params=params, data=data, name=name)
+    model = Model.from_dict(traced.spec, name=traced.name)
+    model.against = {f"torch:{traced.name}": traced.against}
+    return model
+
+
+def from_factory(spec: str, flag: str = "--torch") -> Any:
+    """The model of ``MODULE:FACTORY`` (``FACTORY() -> (fn, params, data)``), for ``--torch`` and ``convert``."""
+    from ..custom import import_callable
+
+    factory = import_callable(spec, flag)
+    try:
+        made = factory()
+    except Exception as err:
+        raise ModelError(f"{flag} {spec!r}: calling it raised {type(err).__name__}: {err}") from err
+    if not (isinstance(made, tuple) and len(made) == 3 and callable(made[0])):
+        raise ModelError(
+            f"{flag} {spec!r} returned {type(made).__name__}, not (fn, params, data)",
+            fix="return fn(params, sample) -> loss, the params dict and the data dict, as gc.from_torch takes them",
+        )
+    fn, params, data = made
+    return from_torch(fn, params=params, data=data)
+
+
+def trace(
+    fn: Callable[[dict[str, Any], dict[str, Any]], Any],
+    *,
+    params: Mapping[str, Any],
+    data: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> Traced:
+    """:func:`from_torch` up to the model file's content, which is not validated (the text, for tests and docs)."""
     import torch
 
-    from ..model import Model
     from .tracer import Recorder
 
     if not isinstance(params, Mapping) or not params:
@@ -100,7 +141,7 @@ def from_torch(
     counts = {k: (v.shape[0] if v.ndim else None) for k, v in d_vals.items()}
     if any(c is None for c in counts.values()) or len(set(counts.values())) > 1 or 0 in counts.values():
         raise ModelError(
-            f"from_torch: data columns must hold the same number (>= 1) of samples along their first axis, got "
+            "from_torch: data columns must hold the same number (>= 1) of samples along their first axis, got "
             + ", ".join(f"{k}: {list(v.shape)}" for k, v in d_vals.items()),
             fix="stack the samples along the first axis",
         )
@@ -145,9 +186,7 @@ def from_torch(
     }
     if columns:
         spec["data"] = columns
-    model = Model.from_dict(spec, name=title)
-    model.against = {f"torch:{title}": _against(fn, p_names, d_names, d_vals, n)}
-    return model
+    return Traced(spec, title, _against(fn, p_names, d_names, d_vals, n))
 
 
 def _against(

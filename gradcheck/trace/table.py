@@ -65,7 +65,7 @@ class Call:
     result: Any
     one_hot: Callable[[Arg, int], str] = field(repr=False, default=lambda arg, n: "")
 
-    def get(self, i: int, key: str, default: Any = None) -> Any:
+    def get(self, i: int, key: str = "", default: Any = None) -> Any:
         """Argument ``i`` (positional) or ``key`` (keyword), else ``default``."""
         if i < len(self.args):
             return self.args[i]
@@ -74,6 +74,8 @@ class Call:
     def a(self, i: int, key: str = "") -> str:
         """The text of tensor/number operand ``i`` (or keyword ``key``)."""
         arg = self.get(i, key)
+        if isinstance(arg, (int, float)) and not isinstance(arg, bool):
+            return number(arg)
         if not isinstance(arg, Arg):
             raise Unsupported(f"argument {key or i} is {arg!r}, not a tensor or number")
         return arg.text
@@ -147,11 +149,21 @@ def _div(c: Call) -> str:
     return f"{c.a(0)} / {c.a(1)}"
 
 
-_add(_binary("+"), _spellings("add") + ["torch.Tensor.__add__", "torch.Tensor.__radd__"], "`a + b` (`alpha`: `a + alpha * b`)")
+_add(
+    _binary("+"),
+    _spellings("add") + ["torch.Tensor.__add__", "torch.Tensor.__radd__"],
+    "`a + b` (`alpha`: `a + alpha * b`)",
+)
 _add(_binary("-"), _spellings("sub") + _spellings("subtract") + ["torch.Tensor.__sub__"], "`a - b`")
 _add(_binary("-", reverse=True), ["torch.rsub", "torch.Tensor.__rsub__"], "`b - a`")
-_add(_binary("*"), _spellings("mul") + _spellings("multiply") + ["torch.Tensor.__mul__", "torch.Tensor.__rmul__"], "`a * b`")
-_add(_div, _spellings("div") + _spellings("divide") + _spellings("true_divide") + ["torch.Tensor.__truediv__"], "`a / b`")
+_add(
+    _binary("*"),
+    _spellings("mul") + _spellings("multiply") + ["torch.Tensor.__mul__", "torch.Tensor.__rmul__"],
+    "`a * b`",
+)
+_add(
+    _div, _spellings("div") + _spellings("divide") + _spellings("true_divide") + ["torch.Tensor.__truediv__"], "`a / b`"
+)
 _add(_binary("/", reverse=True), ["torch.Tensor.__rtruediv__", "torch.Tensor.__rdiv__"], "`b / a`")
 _add(_binary("**"), _spellings("pow") + ["torch.Tensor.__pow__", "torch.float_power"], "`a ** b`")
 _add(_binary("**", reverse=True), ["torch.Tensor.__rpow__"], "`b ** a`")
@@ -260,8 +272,8 @@ _add(
 
 
 def _bounded(x: str, lo: Any, hi: Any) -> str:
-    lo_text = lo.text if isinstance(lo, Arg) else None
-    hi_text = hi.text if isinstance(hi, Arg) else None
+    lo_text = lo.text if isinstance(lo, Arg) else None if lo is None else number(lo)
+    hi_text = hi.text if isinstance(hi, Arg) else None if hi is None else number(hi)
     if lo_text is not None and hi_text is not None:
         return f"clamp({x}, {lo_text}, {hi_text})"
     if lo_text is not None:
@@ -287,7 +299,12 @@ _add(
 
 # --- comparisons and where -----------------------------------------------------------
 
-for _sym, _names in {">": ("gt", "greater"), "<": ("lt", "less"), ">=": ("ge", "greater_equal"), "<=": ("le", "less_equal")}.items():
+for _sym, _names in {
+    ">": ("gt", "greater"),
+    "<": ("lt", "less"),
+    ">=": ("ge", "greater_equal"),
+    "<=": ("le", "less_equal"),
+}.items():
     _add(
         _binary(_sym),
         [s for n in _names for s in _spellings(n)] + [f"torch.Tensor.__{_names[0]}__"],
@@ -344,7 +361,7 @@ _add(_reduction("min"), _spellings("amin"), "`min(x, axis=d)`")
 def _extreme(fn: str) -> Callable[[Call], str]:
     def rule(c: Call) -> str:
         other = c.get(1, "other" if "other" in c.kwargs else "dim")
-        if isinstance(other, Arg) and not isinstance(other.value, int):
+        if isinstance(other, Arg):
             return f"{fn}({c.a(0)}, {other.text})"
         if other is not None:
             raise Unsupported(f"{fn} over a dim returns (values, indices); use torch.a{fn}(x, dim)")
@@ -380,7 +397,11 @@ def _var(c: Call, *, root: bool) -> str:
     return f"sqrt({text})" if root else text
 
 
-_add(lambda c: _var(c, root=False), _spellings("var"), "`var(x)` (population; torch's default `correction=1`: `var(x) * n / (n - 1)`)")
+_add(
+    lambda c: _var(c, root=False),
+    _spellings("var"),
+    "`var(x)` (population; torch's default `correction=1`: `var(x) * n / (n - 1)`)",
+)
 _add(lambda c: _var(c, root=True), _spellings("std"), "`sqrt(var(x) * n / (n - 1))`")
 
 
@@ -405,7 +426,9 @@ def _softmax_like(fn: str) -> Callable[[Call], str]:
     return rule
 
 
-_add(_softmax_like("softmax"), _spellings("softmax", functional=True, special=True), "`softmax(x)`, `softmax(x, axis=d)`")
+_add(
+    _softmax_like("softmax"), _spellings("softmax", functional=True, special=True), "`softmax(x)`, `softmax(x, axis=d)`"
+)
 _add(
     _softmax_like("log_softmax"),
     _spellings("log_softmax", functional=True, special=True),
@@ -500,7 +523,11 @@ _add(
     "`logsumexp(z) - z[k]` (constant class), `logsumexp(z) - dot(y, z)` (index data, made one-hot), "
     "`logsumexp(z) * sum(y) - dot(y, z)` (probabilities); rows: `mean(-sum(y * log_softmax(z, axis=1), axis=1))`",
 )
-_add(lambda c: _classes(c, log_probs=True), ["torch.nn.functional.nll_loss"], "`-z[k]`, `-dot(y, z)` (index data, made one-hot)")
+_add(
+    lambda c: _classes(c, log_probs=True),
+    ["torch.nn.functional.nll_loss"],
+    "`-z[k]`, `-dot(y, z)` (index data, made one-hot)",
+)
 
 
 def _layer_norm(c: Call) -> str:
@@ -549,7 +576,9 @@ _add(
 
 def _transpose(c: Call) -> str | None:
     x = c.get(0, "input")
-    if c.out_shape == x.shape and (x.ndim <= 1 or c.name.endswith(("transpose", "swapaxes")) and c.get(1) % x.ndim == c.get(2) % x.ndim):
+    if c.out_shape == x.shape and (
+        x.ndim <= 1 or c.name.endswith(("transpose", "swapaxes")) and c.get(1) % x.ndim == c.get(2) % x.ndim
+    ):
         return None
     if x.ndim == 2:
         return f"{x.text}.T"
@@ -663,8 +692,16 @@ def _conv(fn: str, rank: int) -> Callable[[Call], str]:
     return rule
 
 
-_add(_conv("conv1d", 1), ["torch.conv1d", "torch.nn.functional.conv1d"], "`conv1d(x, k, stride=1, padding=0) + reshape(b, [C, 1])`")
-_add(_conv("conv2d", 2), ["torch.conv2d", "torch.nn.functional.conv2d"], "`conv2d(x, k, stride=1, padding=0) + reshape(b, [C, 1, 1])`")
+_add(
+    _conv("conv1d", 1),
+    ["torch.conv1d", "torch.nn.functional.conv1d"],
+    "`conv1d(x, k, stride=1, padding=0) + reshape(b, [C, 1])`",
+)
+_add(
+    _conv("conv2d", 2),
+    ["torch.conv2d", "torch.nn.functional.conv2d"],
+    "`conv2d(x, k, stride=1, padding=0) + reshape(b, [C, 1, 1])`",
+)
 
 
 def _pool(fn: str) -> Callable[[Call], str]:

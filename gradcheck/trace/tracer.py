@@ -125,8 +125,6 @@ class Recorder(TorchFunctionMode):
             if id(value) in self.texts:
                 return Arg(self.texts[id(value)], value, self.data_leaves.get(id(value)))
             return Arg(self.constant(value), value)
-        if isinstance(value, (bool, int, float)) and not isinstance(value, bool):
-            return Arg(number(value), value)
         if isinstance(value, list) and value and all(isinstance(v, torch.Tensor) for v in value):
             return [self.arg(v) for v in value]
         if isinstance(value, tuple) and value and all(isinstance(v, torch.Tensor) for v in value):
