@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TABLE", "Arg", "Call", "Unsupported", "number", "rows"]
+__all__ = ["TABLE", "Arg", "Call", "Unsupported", "markdown", "number", "rows"]
 
 
 class Unsupported(Exception):
@@ -127,6 +127,13 @@ def _spellings(name: str, *, tensor: bool = True, functional: bool = False, spec
 def rows() -> list[tuple[str, str]]:
     """The table for the docs: (torch names, how the model language writes them)."""
     return list(_DOCS)
+
+
+def markdown() -> str:
+    """The table as Markdown, for ``docs/from-torch.md`` (tests/test_from_torch.py checks the doc holds it)."""
+    lines = ["| torch | model language |", "|---|---|"]
+    lines += [f"| {names} | {doc.replace('|', chr(92) + '|')} |" for names, doc in _DOCS]
+    return "\n".join(lines) + "\n"
 
 
 # --- arithmetic ----------------------------------------------------------------
