@@ -110,7 +110,7 @@ def add_to(subparsers: Any, commands: str) -> argparse.ArgumentParser:
     # The usage line shows the optional command name; errors name the program as before.
     p.usage = p.format_usage().removeprefix("usage: ").strip().replace("%", "%%")
     p.prog = "gradcheck"
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, usage_error=p.error)
     return p
 
 
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         limits.SYMBOLIC_SECONDS = args.time_limit
         os.environ.pop("GRADCHECK_TIME_LIMIT", None)  # the flag wins over the environment
     if not args.models and not args.torch:
-        raise ModelError("no model to check", fix="give MODEL.yaml or --torch MODULE:FACTORY")
+        args.usage_error("the following arguments are required: MODEL.yaml (or --torch MODULE:FACTORY)")
     models = _load_all(args.models)
     if args.torch:
         from ..trace import from_factory
