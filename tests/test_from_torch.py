@@ -324,6 +324,7 @@ def traced_text(fn, shapes):
         (lambda p: p["M"][0:1, 1:], {"M": (2, 3)}, "M[:1, 1:]"),
         (lambda p: p["M"].reshape(3, 2), {"M": (2, 3)}, "reshape(M, [3, 2])"),
         (lambda p: p["M"].flatten(), {"M": (2, 3)}, "flatten(M)"),
+        (lambda p: p["M"].permute(1, 0), {"M": (2, 3)}, "M.T"),
         (lambda p: torch.cat([p["x"], p["x"]]), {"x": (3,)}, "concat(x, x)"),
         (lambda p: torch.stack([p["x"], p["x"]], dim=1), {"x": (3,)}, "stack(x, x, axis=1)"),
         (lambda p: torch.outer(p["x"], p["x"]), {"x": (3,)}, "outer(x, x)"),

@@ -583,6 +583,11 @@ _add(
 
 def _transpose(c: Call) -> str | None:
     x = c.get(0, "input")
+    if c.name.endswith("permute"):
+        dims = c.args[1] if len(c.args) == 2 and isinstance(c.args[1], (list, tuple)) else c.args[1:]
+        dims = c.kwargs.get("dims", dims)
+        if [int(d) % max(x.ndim, 1) for d in dims] == list(range(x.ndim)):
+            return None
     if c.out_shape == x.shape and (
         x.ndim <= 1 or c.name.endswith(("transpose", "swapaxes")) and c.get(1) % x.ndim == c.get(2) % x.ndim
     ):
