@@ -50,6 +50,7 @@ __all__ = [
     "TrainResult",
     "assert_agree",
     "check",
+    "from_torch",
     "gradient_fn",
     "load",
     "loads",
@@ -116,7 +117,7 @@ def assert_agree(
         raise AssertionError(
             f"gradients of {model.name!r} do not agree ({report.status}):\n{report.table(width=200)}\n"
             f"A model file that reproduces this (save it as {model.name}.yaml):\n\n"
-            + _reproducer(model, report, list(against or {}))
+            + _reproducer(model, report, [*model.against, *(against or {})])
         )
     return report
 
@@ -146,6 +147,28 @@ def _reproducer(model: Model, report: Report, against: list[str]) -> str:
             f"#   {' '.join('--against ' + a for a in against)}  (or check(model, against=...))\n"
         )
     return head + yaml.dump(spec, Dumper=Dumper, sort_keys=False, width=100)
+
+
+def from_torch(
+    fn: _Callable[[dict[str, _Any], dict[str, _Any]], _Any],
+    *,
+    params: _Mapping[str, _Any],
+    data: _Mapping[str, _Any] | None = None,
+    name: str | None = None,
+) -> Model:
+    """Trace ``fn(params, sample) -> one sample's scalar loss`` into a :class:`Model` (``docs/from-torch.md``).
+
+    ``params`` maps names to tensors; ``data`` maps names to tensors with
+    the samples along the first axis. Each torch call becomes a model entry;
+    keys that are no names of the language are mapped (``0.weight`` ->
+    ``p0_weight``). ``fn`` itself joins every check of the model as
+    ``against`` (``torch:NAME``). An untranslatable call or data-dependent
+    control flow raises :class:`ModelError` naming the call and the line.
+    """
+    from .trace import from_torch as _from_torch
+
+    model: Model = _from_torch(fn, params=params, data=data, name=name)
+    return model
 
 
 def train(

@@ -85,6 +85,7 @@ def check(
     from .sources import autograd, finite_diff, symbolic
 
     settings = (options or CheckOptions()).resolve(model.check)
+    against = {**model.against, **(against or {})}  # a traced model's own fn joins (gc.from_torch)
     assert settings.dtype is not None and settings.points is not None and settings.seed is not None
     dtype, tol, strict, directions = settings.dtype, settings.tolerance, settings.strict, settings.directions
     n_random, seed = settings.points, settings.seed

@@ -31,12 +31,12 @@ from .errors import ModelError
 _SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
 
 
-def import_callable(spec: str) -> Callable[..., Any]:
-    """Import ``MODULE:CALLABLE`` (the current directory is searched first, as pytest does)."""
+def import_callable(spec: str, flag: str = "--against") -> Callable[..., Any]:
+    """Import ``MODULE:CALLABLE`` (the current directory is searched first, as pytest does); messages name ``flag``."""
     if not _SPEC.match(spec):
         raise ModelError(
-            f"--against {spec!r} is not of the form MODULE:CALLABLE",
-            fix="e.g. --against mymodule:my_loss",
+            f"{flag} {spec!r} is not of the form MODULE:CALLABLE",
+            fix=f"e.g. {flag} mymodule:my_loss",
         )
     module_name, _, attr = spec.partition(":")
     cwd = os.getcwd()
@@ -46,11 +46,11 @@ def import_callable(spec: str) -> Callable[..., Any]:
         obj: Any = importlib.import_module(module_name)
     except ImportError as err:
         raise ModelError(
-            f"--against {spec!r}: cannot import {module_name!r}: {err}",
+            f"{flag} {spec!r}: cannot import {module_name!r}: {err}",
             fix="check the module name and that it is on the Python path",
         ) from err
     except Exception as err:
-        raise ModelError(f"--against {spec!r}: importing {module_name!r} raised {type(err).__name__}: {err}") from err
+        raise ModelError(f"{flag} {spec!r}: importing {module_name!r} raised {type(err).__name__}: {err}") from err
     for part in attr.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
@@ -58,12 +58,12 @@ def import_callable(spec: str) -> Callable[..., Any]:
 
             guess = close_match(part, names)
             raise ModelError(
-                f"--against {spec!r}: {module_name!r} has no attribute {part!r}",
+                f"{flag} {spec!r}: {module_name!r} has no attribute {part!r}",
                 fix=f"did you mean {guess!r}?" if guess else None,
             )
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ModelError(f"--against {spec!r} is not callable")
+        raise ModelError(f"{flag} {spec!r} is not callable")
     return obj  # type: ignore[no-any-return]
 
 

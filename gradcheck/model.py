@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,8 @@ class Model:
     texts: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     source: dict[str, Any] = field(default_factory=dict, repr=False)
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: Code that joins every check as ``against`` (a traced model's own ``fn``; see gradcheck.from_torch).
+    against: dict[str, Callable[..., Any]] = field(default_factory=dict, repr=False, compare=False)
 
     # -- construction -------------------------------------------------------
 
@@ -168,6 +170,22 @@ class Model:
             check["atol"] = self.check.atol
         out["check"] = check
         return out
+
+    def to_yaml(self) -> str:
+        """The model file text of :meth:`to_dict`: loads back to the same model (floats written by ``repr``).
+
+        Code in :attr:`against` cannot be written to a file; a comment at the top names it.
+        """
+        import yaml
+
+        class Dumper(yaml.SafeDumper):
+            """Lists of numbers on one line (``[1.0, 2.0]``), mappings as blocks."""
+
+        Dumper.add_representer(
+            list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+        )
+        head = "".join(f"# checked against {name} when built in Python (gc.from_torch)\n" for name in self.against)
+        return head + yaml.dump(self.to_dict(), Dumper=Dumper, sort_keys=False, width=100, allow_unicode=True)
 
 
 # --- loading ----------------------------------------------------------------

@@ -50,7 +50,14 @@ def add_to(subparsers: Any, commands: str) -> argparse.ArgumentParser:
         epilog=_EPILOG.format(commands=commands),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("models", nargs="+", metavar="MODEL.yaml", help="model file(s) to check")
+    p.add_argument("models", nargs="*", metavar="MODEL.yaml", help="model file(s) to check")
+    p.add_argument(
+        "--torch",
+        action="append",
+        default=[],
+        metavar="MODULE:FACTORY",
+        help="also check PyTorch code: FACTORY() -> (fn, params, data), traced as gc.from_torch (repeatable; docs/from-torch.md)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON report on stdout (a list for several files)")
     p.add_argument(
         "--points",
@@ -105,7 +112,7 @@ def add_to(subparsers: Any, commands: str) -> argparse.ArgumentParser:
     # The usage line shows the optional command name; errors name the program as before.
     p.usage = p.format_usage().removeprefix("usage: ").strip().replace("%", "%%")
     p.prog = "gradcheck"
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, usage_error=p.error)
     return p
 
 
@@ -132,7 +139,13 @@ def run(args: argparse.Namespace) -> int:
 
         limits.SYMBOLIC_SECONDS = args.time_limit
         os.environ.pop("GRADCHECK_TIME_LIMIT", None)  # the flag wins over the environment
+    if not args.models and not args.torch:
+        args.usage_error("the following arguments are required: MODEL.yaml (or --torch MODULE:FACTORY)")
     models = _load_all(args.models)
+    if args.torch:
+        from ..trace import from_factory
+
+        models += [from_factory(spec) for spec in args.torch]
     against = _against(args.against)
     from ..checker import check
 
