@@ -308,3 +308,49 @@ def test_cli_rejects_order_three(capsys):
         main([str(EXAMPLES / "linear.yaml"), "--order", "3"])
     assert exc.value.code == 2
     assert "--order" in capsys.readouterr().err
+
+
+# --- Newton's method --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_newton_lands_on_the_lesson_minimum_in_one_step(source):
+    # mean((x w - y)^2) with y = 2 x is a quadratic in w: one Newton step from anywhere lands on w = 2
+    result = gc.train(_load("lesson"), mode="newton", epochs=1, source=source)
+    assert result.runs[source].params["w"] == pytest.approx(2.0, abs=1e-12)
+    assert result.runs[source].losses[-1] == pytest.approx(0.0, abs=1e-20)
+
+
+def test_newton_on_linear_lands_on_both_parameters():
+    result = gc.train(_load("linear"), mode="newton", epochs=1, source="autograd")
+    params = result.runs["autograd"].params
+    assert params["w"] == pytest.approx(2.0, abs=1e-12) and params["b"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_newton_step_on_the_mlp_is_the_hand_computed_step():
+    model = _load("mlp")
+    start = model.param_values()
+    loss = _by_hand("mlp", model)
+    flat = _flat(model, start).requires_grad_(True)
+    names = list(model.params)
+    sizes = [model.params[k].value.size for k in names]
+
+    def f(v):
+        parts = torch.split(v, sizes)
+        return loss({k: p.reshape(model.params[k].shape) for k, p in zip(names, parts)})
+
+    g = torch.autograd.grad(f(flat), flat)[0].numpy()
+    h = _torch_hessian(model, start, loss)
+    expected = _flat(model, start).numpy() - np.linalg.solve(h, g)
+    for source in ("symbolic", "autograd"):
+        got = gc.train(model, mode="newton", epochs=1, source=source).runs[source].params
+        np.testing.assert_allclose(np.concatenate([got[k].reshape(-1) for k in names]), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_newton_mode_in_the_model_file_and_its_error():
+    model = gc.loads(
+        "params: {w: 1.0}\ndata: {x: [1.0, 2.0], y: [2.0, 4.0]}\nmodel:\n  loss: (x*w - y)**2\ntrain: {mode: newton, epochs: 1}\n"
+    )
+    assert gc.train(model).runs["autograd"].params["w"] == pytest.approx(2.0, abs=1e-12)
+    with pytest.raises(ModelError, match="mode must be sgd, batch or newton, got 'newtn'"):
+        gc.loads("params: {w: 1.0}\nmodel:\n  loss: w**2\ntrain: {mode: newtn}\n")
