@@ -19,9 +19,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from models import mlp, n_params  # noqa: E402
+
 import gradcheck as gc  # noqa: E402
 from gradcheck import hessian  # noqa: E402
-from models import mlp, n_params  # noqa: E402
 
 K = 4
 

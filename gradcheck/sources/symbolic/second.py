@@ -77,8 +77,8 @@ def _output_tangent(tape: Tape, i: int, dot: dict[Any, Any], partial: _Partials)
     """The tangent of gradient output ``i`` (``tape.outputs[1 + i]``)."""
     import sympy
 
-    e = sympy.sympify(tape.outputs[1 + i])
-    operands = sorted((s for s in e.free_symbols if s in dot), key=lambda s: s.name)
+    e = tape.outputs[1 + i]  # a SymPy expression built by the tape (sympy.Add of nothing is 0)
+    operands = sorted((s for s in getattr(e, "free_symbols", ()) if s in dot), key=lambda s: s.name)
     return sympy.Add(*(partial(("out", i), e, s) * dot[s] for s in operands))
 
 
