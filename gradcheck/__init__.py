@@ -82,9 +82,10 @@ def check(
     :class:`Engine` (the model run in another autodiff engine). The other
     keywords are the fields of :class:`CheckOptions`
     (``dtype``, ``rtol``, ``atol``, ``points``, ``seed``, ``strict``,
-    ``directions``), documented there: they override the model's ``check:``
-    section; ``strict`` makes a kink fail ``report.ok``; ``directions=K``
-    checks K seeded random unit directions instead of every element.
+    ``directions``, ``order``), documented there: they override the model's
+    ``check:`` section; ``strict`` makes a kink fail ``report.ok``;
+    ``directions=K`` checks K seeded random unit directions instead of every
+    element; ``order=2`` checks the Hessian too (``gradcheck/hessian.py``).
 
     Raises :class:`ModelError` for an unusable argument (an unknown
     parameter in ``at``, a wrong shape, a non-finite value, a bad dtype or

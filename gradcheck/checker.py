@@ -88,6 +88,10 @@ def check(
     against = {**model.against, **(against or {})}  # a traced model's own fn joins (gc.from_torch)
     assert settings.dtype is not None and settings.points is not None and settings.seed is not None
     dtype, tol, strict, directions = settings.dtype, settings.tolerance, settings.strict, settings.directions
+    if settings.order == 2:
+        from .hessian import unusable
+
+        unusable(model)
     n_random, seed = settings.points, settings.seed
     todo = [_as_point(model, at)] + random_points(model, n_random, seed)
     budget = limits.Budget(
@@ -124,6 +128,14 @@ def check(
             results.append(_judge_point(model, point, found, tol, dtype))
         else:
             results.append(_judge_directions(model, point, found, vs, tol, dtype))
+        if settings.order == 2:
+            from . import hessian
+
+            say(f"point {i + 1}/{len(todo)}: second order")
+            with budget.spend("symbolic second derivatives"):
+                results[-1].hessian = hessian.check_point(
+                    model, point, tol, dtype, against=against, directions=directions, seed=seed
+                )
     with budget.spend("printing the derivative formulas"):
         formulas, formula_lines, notes = _formulas(model)
     return Report(

@@ -33,7 +33,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _TOP_KEYS = ("name", "description", "params", "data", "model", "output", "reduction", "expected", "train", "check")
 DTYPES = ("float64", "float32")
 REDUCTIONS = ("mean", "sum", "none")
-MODES = ("sgd", "batch")
+MODES = ("sgd", "batch", "newton")
 
 
 @dataclass(frozen=True)
@@ -344,7 +344,7 @@ class _Builder:
         lr = self.number(raw.get("lr", 0.01), ("train", "lr"), positive=True)
         mode = raw.get("mode", "sgd")
         if mode not in MODES:
-            raise self.error(f"mode must be sgd or batch, got {mode!r}", ("train", "mode"))
+            raise self.error(f"mode must be sgd, batch or newton, got {mode!r}", ("train", "mode"))
         predict = raw.get("predict") or {}
         if not isinstance(predict, Mapping):
             raise self.error(f"predict must map data names to values, got {predict!r}", ("train", "predict"))

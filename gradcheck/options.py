@@ -45,7 +45,11 @@ class CheckOptions:
         a ``kink`` makes ``report.ok`` false. Default: ``False``.
     ``directions``
         ``K >= 1``: check K seeded random unit directions (gradient . v)
-        instead of every element; ``None`` (or 0): every element.
+        instead of every element; ``None`` (or 0): every element. With
+        ``order=2``: K seeded random pairs ``u . H v`` instead of the Hessian.
+    ``order``
+        ``1`` (default): gradients; ``2``: gradients and the Hessian of the
+        reduced loss over all parameter elements (``gradcheck/hessian.py``).
     """
 
     dtype: str | None = None
@@ -55,6 +59,7 @@ class CheckOptions:
     seed: int | None = None
     strict: bool = False
     directions: int | None = None
+    order: int = 1
 
     def __post_init__(self) -> None:
         if self.dtype is not None and self.dtype not in DTYPES:
@@ -78,6 +83,8 @@ class CheckOptions:
                 )
             if self.directions == 0:  # 0 means "every element", as None
                 object.__setattr__(self, "directions", None)
+        if isinstance(self.order, bool) or self.order not in (1, 2):
+            raise ModelError(f"order must be 1 or 2, got {self.order!r}", fix="use order=2 to check the Hessian too")
 
     @classmethod
     def from_keywords(cls, where: str, **settings: Any) -> CheckOptions:
@@ -126,6 +133,7 @@ class CheckSettings(TypedDict, total=False):
     seed: int | None
     strict: bool
     directions: int | None
+    order: int
 
 
 def _whole(value: Any) -> bool:

@@ -102,18 +102,23 @@ class PointResult:
     params: dict[str, np.ndarray]
     loss: Any
     gradients: dict[str, GradientResult]
+    #: With ``order=2``: the :class:`gradcheck.hessian.HessianResult` at this point.
+    hessian: Any = None
 
     @property
     def status(self) -> str:
-        return worst([g.status for g in self.gradients.values()])
+        return worst([g.status for g in self.gradients.values()] + ([self.hessian.status] if self.hessian else []))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "params": {k: json_value(v) for k, v in self.params.items()},
             "loss": json_value(self.loss),
             "status": self.status,
             "gradients": {k: g.to_dict() for k, g in self.gradients.items()},
         }
+        if self.hessian is not None:
+            out["hessian"] = self.hessian.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,8 @@ class Report:
             console.print(table)
             for note in notes:
                 console.print(Text("  note: " + note, style="yellow"))
+            if point.hessian is not None:
+                self._render_hessian(console, point.hessian, colours)
         if self.formula_lines:
             console.print(Text("d(per-sample loss)/d(param), from SymPy:", style="bold"))
             unicode = (console.encoding or "").lower().startswith("utf")
@@ -243,6 +250,43 @@ class Report:
                 console.print(line.text_for(unicode, console.width), highlight=False)
         for note in self.notes:
             console.print(Text("note: " + note, style="dim"))
+
+    def _render_hessian(self, console: Any, h: Any, colours: dict[str, str]) -> None:
+        """The Hessian block: its worst entries (each symmetric pair once)."""
+        from rich.table import Table
+        from rich.text import Text
+
+        shown = h.worst()
+        what = (
+            f"u . H v for {len(h.verdicts)} random pairs"
+            if h.directions
+            else f"Hessian, {len(h.entries)}x{len(h.entries)}"
+        )
+        title = Text(f"second order ({what}): ")
+        title.append(h.status, style=colours[h.status])
+        if len(shown) < len(h.verdicts) and not h.directions:
+            title.append(f"  (the {len(shown)} worst entries)", style="dim")
+        console.print(title)
+        sources = list(h.values)
+        table = Table(show_edge=False, pad_edge=False, header_style="bold")
+        table.add_column("entry")
+        for src in sources:
+            table.add_column(src, justify="right")
+        for src in sources[1:]:
+            table.add_column(f"err {src}" if src != "finite_difference" else "err fd", justify="right")
+        table.add_column("fd est.", justify="right")
+        table.add_column("status")
+        for idx in shown:
+            ref = float(h.values["symbolic"][idx])
+            cells = [h.label(idx)] + [_num(float(h.values[src][idx])) for src in sources]
+            cells += [_err(float(h.values[src][idx]) - ref) for src in sources[1:]]
+            cells.append(_err(float(h.fd_error[idx])))
+            verdict = h.verdicts[idx]
+            cells.append(verdict.status + (f" ({verdict.odd_one_out})" if verdict.odd_one_out else ""))
+            table.add_row(*cells, style=None if verdict.status == "agree" else colours[verdict.status])
+        console.print(table)
+        for note in h.notes():
+            console.print(Text("  note: " + note, style="yellow"))
 
     def table(self, width: int = 140) -> str:
         """The readable report as plain text (no colour)."""

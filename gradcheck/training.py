@@ -15,7 +15,10 @@ from one of the three sources:
 ``mode="sgd"`` takes one step per sample, in data order (each step uses the
 gradient of that one sample's loss); ``mode="batch"`` takes one step per epoch
 on the reduced loss (``mean`` or ``sum``; ``reduction: none`` trains on the
-sum). After every epoch the reduced loss is recorded, computed by the same
+sum); ``mode="newton"`` takes one Newton step per epoch on the reduced loss,
+``p = p - H^{-1} g`` with the gradient and the Hessian over all parameter
+elements from the same source (``lr`` is not used; a singular Hessian takes
+the least-squares step). After every epoch the reduced loss is recorded, computed by the same
 source. ``source="all"`` runs the three from the same start and reports the
 largest difference between their parameters at any epoch.
 
@@ -200,6 +203,10 @@ def train(
         raise ModelError(f"lr must be a finite number > 0, got {lr!r}")
     if mode not in MODES:
         raise ModelError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", fix=_guess(str(mode), MODES))
+    if mode == "newton":
+        from .hessian import unusable
+
+        unusable(model)
     if source not in SOURCE_CHOICES:
         raise ModelError(
             f"unknown gradient source {source!r}",
@@ -271,6 +278,8 @@ def _run(
     params = {k: torch.as_tensor(p.value, dtype=tdtype).clone() for k, p in model.params.items()}
     batches = per_sample_models(model) if mode == "sgd" else [model]
     step = _stepper(source, batches, dtype)
+    if mode == "newton":
+        step, lr = _newton(source, model, dtype, step), 1.0
     loss_of = _loss_fn(model, source, dtype)
     trajectory = [_snapshot(params)]
     initial = loss_of(params)
@@ -331,6 +340,42 @@ def _stepper(source: str, batches: list[Model], dtype: str) -> Callable[[int, di
         return {k: torch.as_tensor(np.asarray(values[k], dtype=np.float64), dtype=tdtype) for k in params}
 
     return from_values
+
+
+def _newton(
+    source: str, model: Model, dtype: str, gradient: Callable[[int, dict[str, Any]], dict[str, Any]]
+) -> Callable[[int, dict[str, Any]], dict[str, Any]]:
+    """``step(0, params) -> H^{-1} g`` (tensors in the model's dtype), both from ``source``."""
+    import torch
+
+    from .sources import autograd
+    from .sources.finite_diff import second as fd_second
+    from .sources.symbolic import second as sym_second
+
+    tdtype = autograd.torch_dtype(dtype)
+
+    def step(i: int, params: dict[str, Any]) -> dict[str, Any]:
+        grads = gradient(i, params)
+        point = {k: t.detach().to(torch.float64).numpy() for k, t in params.items()}
+        if source == "symbolic":
+            h = sym_second.hessian(model, point).values["hessian"]
+        elif source == "autograd":
+            h = autograd.hessian(model, point, dtype)
+        else:
+            h = fd_second.hessian(model, point, dtype)[0]
+        g = np.concatenate([grads[k].detach().to(torch.float64).numpy().reshape(-1) for k in params])
+        try:
+            delta = np.linalg.solve(h, g)
+        except np.linalg.LinAlgError:
+            delta = np.linalg.lstsq(h, g, rcond=None)[0]
+        out, start = {}, 0
+        for k, t in params.items():
+            size = t.numel()
+            out[k] = torch.as_tensor(delta[start : start + size].reshape(tuple(t.shape)), dtype=tdtype)
+            start += size
+        return out
+
+    return step
 
 
 def _loss_fn(model: Model, source: str, dtype: str) -> Callable[[dict[str, Any]], float]:

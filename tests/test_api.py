@@ -263,7 +263,7 @@ def test_directions_zero_means_every_element():
 
 def test_check_and_assert_agree_take_the_same_keywords():
     fields = [f.name for f in dataclasses.fields(gc.CheckOptions)]
-    assert fields == ["dtype", "rtol", "atol", "points", "seed", "strict", "directions"]
+    assert fields == ["dtype", "rtol", "atol", "points", "seed", "strict", "directions", "order"]
     from gradcheck.options import CheckSettings
 
     assert list(typing.get_type_hints(CheckSettings)) == fields  # the typing of **options follows the fields

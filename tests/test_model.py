@@ -123,7 +123,7 @@ def test_bad_names(text, pattern):
         ),
         (
             "params: {w: 1.0}\nmodel: {loss: w}\ntrain: {mode: adam}\n",
-            r"train\.mode: mode must be sgd or batch, got 'adam'",
+            r"train\.mode: mode must be sgd, batch or newton, got 'adam'",
         ),
         (
             "params: {w: 1.0}\nmodel: {loss: w}\ntrain: {lr: 0}\n",

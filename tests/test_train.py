@@ -272,7 +272,7 @@ def test_symbolic_source_differentiates_once():
     ("kwargs", "match"),
     [
         ({"source": "autogard"}, r"unknown gradient source 'autogard' — did you mean 'autograd'\?"),
-        ({"mode": "minibatch"}, r"mode must be one of sgd, batch, got 'minibatch'"),
+        ({"mode": "minibatch"}, r"mode must be one of sgd, batch, newton, got 'minibatch'"),
         ({"lr": -1.0}, r"lr must be a finite number > 0, got -1.0"),
         ({"epochs": 1.5}, r"epochs must be a whole number >= 0, got 1.5"),
         ({"predict": {"xx": 4}}, r"predict names 'xx', which is not a data column — did you mean 'x'\?"),

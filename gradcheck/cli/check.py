@@ -93,6 +93,14 @@ def add_to(subparsers: Any, commands: str) -> argparse.ArgumentParser:
         help="check K random unit directions (gradient . v, seeded by --seed) instead of every parameter element; for big models",
     )
     p.add_argument(
+        "--order",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: also check second derivatives, the Hessian of the reduced loss three ways "
+        "(with --directions K: u . H v for K random pairs)",
+    )
+    p.add_argument(
         "--against",
         action="append",
         default=[],
@@ -128,6 +136,7 @@ def options(args: argparse.Namespace) -> Any:
         seed=args.seed,
         strict=args.strict,
         directions=args.directions or None,
+        order=args.order,
     )
 
 

@@ -22,7 +22,8 @@ _EPILOG = """\
 Training runs in the model's dtype (check.dtype). --mode sgd takes one step per
 sample in data order (the classic PyTorch lesson); batch one step per epoch on
 the reduced loss. The update is p = p - lr * grad, for autograd exactly the
-lesson's `w.data = w.data - lr * w.grad.data`.
+lesson's `w.data = w.data - lr * w.grad.data`. newton takes one Newton step
+per epoch, p = p - H^-1 grad, with the source's Hessian (no lr).
 
 exit status: 0 trained; 2 unusable input (bad file, flag, source or --predict).
 
@@ -52,9 +53,9 @@ def add_to(subparsers: Any, commands: str) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=positive_number, metavar="LR", help="learning rate (default: train.lr, 0.01)")
     p.add_argument(
         "--mode",
-        metavar="sgd|batch",
-        help="sgd: one step per sample, in data order; batch: one step per epoch on the reduced loss "
-        "(default: train.mode, sgd)",
+        metavar="sgd|batch|newton",
+        help="sgd: one step per sample, in data order; batch: one step per epoch on the reduced loss; "
+        "newton: one Newton step per epoch with the source's Hessian (default: train.mode, sgd)",
     )
     p.add_argument(
         "--source",

@@ -91,3 +91,80 @@ def backward(model: Model, fn: LossFn, point: Mapping[str, np.ndarray], dtype: s
 def gradients(model: Model, point: Mapping[str, np.ndarray], dtype: str | None = None) -> Gradients:
     """Autograd gradients of the model's reduced loss at ``point``."""
     return backward(model, expression_loss(model), point, dtype or model.check.dtype, "autograd")
+
+
+def _flat_loss(model: Model, fn: LossFn, point: Mapping[str, np.ndarray], dtype: str, source: str) -> tuple[Any, Any]:
+    """``(f, p0)``: the reduced loss as a function of the flattened params (file order), and the point."""
+    import torch
+
+    tdtype = torch_dtype(dtype)
+    data = data_tensors(model, dtype)
+    names = list(model.params)
+    shapes = [model.params[k].shape for k in names]
+    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+    p0 = torch.cat([torch.as_tensor(np.asarray(point[k]), dtype=tdtype).reshape(-1) for k in names])
+    n = model.n_samples
+
+    def f(flat: Any) -> Any:
+        parts = torch.split(flat, sizes)
+        params = {k: part.reshape(shape) for k, part, shape in zip(names, parts, shapes)}
+        losses = fn(params, data)
+        if not isinstance(losses, torch.Tensor):
+            losses = torch.as_tensor(losses, dtype=tdtype)
+        if source == "autograd" and model.data and losses.ndim == 0:
+            losses = losses.expand(n)
+        if source != "autograd" and tuple(losses.shape) not in ([(n,)] if model.data else [(), (1,)]):
+            raise ModelError(
+                f"{source} returned losses of shape {list(losses.shape)}, but the model has {n} sample(s)",
+                fix=f"return one loss per sample, shape [{n}]" if model.data else "return the loss as a scalar",
+            )
+        return losses.mean() if model.reduction == "mean" else losses.sum()
+
+    return f, p0
+
+
+def hessian(
+    model: Model, point: Mapping[str, np.ndarray], dtype: str, fn: LossFn | None = None, source: str = "autograd"
+) -> np.ndarray:
+    """The Hessian ``(n, n)`` of the reduced loss over the flattened params, by torch's double backward.
+
+    ``fn`` is the per-sample loss (default: the model's expression); each row
+    is ``d (g . e_i) / d p`` with the gradient ``g`` built with
+    ``create_graph=True``, as ``torch.autograd.functional.hessian`` does. A
+    gradient that does not depend on the params (a backward that is not
+    differentiable) gives zero rows.
+    """
+    import torch
+
+    f, p0 = _flat_loss(model, fn or expression_loss(model), point, dtype, source)
+    h = torch.autograd.functional.hessian(f, p0)
+    return np.asarray(h.detach().to(torch.float64).numpy(), dtype=np.float64).reshape(p0.numel(), p0.numel())
+
+
+def hessian_directional(
+    model: Model,
+    point: Mapping[str, np.ndarray],
+    us: np.ndarray,
+    vs: np.ndarray,
+    dtype: str,
+    fn: LossFn | None = None,
+    source: str = "autograd",
+) -> np.ndarray:
+    """``u_k . H v_k`` for rows of ``us``, ``vs`` ``(K, n)``: one double backward (Hessian-vector product) per pair."""
+    import torch
+
+    f, p0 = _flat_loss(model, fn or expression_loss(model), point, dtype, source)
+    flat = p0.clone().requires_grad_(True)
+    total = f(flat)
+    if not total.requires_grad:
+        return np.zeros(len(us))
+    (g,) = torch.autograd.grad(total, flat, create_graph=True)
+    out = []
+    for u, v in zip(us, vs):
+        gv = g @ torch.as_tensor(v, dtype=p0.dtype)
+        if not gv.requires_grad:  # the gradient does not depend on the params: H v = 0
+            out.append(0.0)
+            continue
+        (hv,) = torch.autograd.grad(gv, flat, retain_graph=True, allow_unused=True)
+        out.append(0.0 if hv is None else float(torch.as_tensor(u, dtype=torch.float64) @ hv.to(torch.float64)))
+    return np.asarray(out, dtype=np.float64)

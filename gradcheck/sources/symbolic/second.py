@@ -1,0 +1,144 @@
+"""Second derivatives, exactly: forward-mode tangents over the recorded tape (forward over reverse).
+
+The tape's outputs (:mod:`.tape`) are the gradient elements ``g_i`` written in
+tape symbols. A tangent pass along a direction ``v`` differentiates every tape
+line once more, in order: ``dt = sum_s (d line / d s) * ds`` over the line's
+own operands ``s`` (SymPy's ``diff`` of one small expression), so one pass
+costs about as much as the tape and gives ``H v = d g / d p . v`` for every
+``i`` at once. The full Hessian is one pass per parameter element
+(``v = e_j``); a directional check one pass per ``v_k``, dotted with ``u_k``.
+The new lines are compiled and run by :mod:`.codegen` like the gradient tape
+(mpmath, :data:`~.numbers.DPS` digits) and reduced exactly over the samples by
+:func:`~.numbers.collect`. ``DiracDelta`` (the derivative of a step such as
+``relu'``) is taken as 0: exactly on a kink the Hessian does not exist, which
+the kink check reports (``gradcheck/hessian.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import Gradients
+from . import codegen
+from .numbers import collect
+from .tape import Tape
+
+if TYPE_CHECKING:
+    from ...model import Model
+
+
+class _Partials:
+    """``d expr / d s`` per (line, operand), computed once and shared by every tangent pass."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[Any, Any], Any] = {}
+
+    def __call__(self, key: Any, expr: Any, s: Any) -> Any:
+        import sympy
+
+        found = self.cache.get((key, s))
+        if found is None:
+            found = sympy.diff(expr, s)
+            if found.has(sympy.DiracDelta):
+                found = found.replace(sympy.DiracDelta, lambda *_a: sympy.Integer(0))
+            self.cache[(key, s)] = found
+        return found
+
+
+def _tangent(
+    tape: Tape, seed: dict[Any, Any], tag: str, partial: _Partials, lines: list[tuple[Any, Any]]
+) -> dict[Any, Any]:
+    """One forward pass: the tangent of every tape symbol along ``seed`` (param symbol -> coefficient).
+
+    New lines are appended to ``lines``; returns symbol -> tangent (a symbol or a number).
+    """
+    import sympy
+
+    dot: dict[Any, Any] = dict(seed)
+    for t, e in tape.lines:
+        operands = sorted((s for s in e.free_symbols if s in dot), key=lambda s: s.name)
+        if not operands:
+            continue
+        expr = sympy.Add(*(partial(t, e, s) * dot[s] for s in operands))
+        if expr == 0:
+            continue
+        if expr.is_Atom:
+            dot[t] = expr
+            continue
+        sym = sympy.Symbol(f"{tag}_{len(lines)}", real=True)
+        lines.append((sym, expr))
+        dot[t] = sym
+    return dot
+
+
+def _output_tangent(tape: Tape, i: int, dot: dict[Any, Any], partial: _Partials) -> Any:
+    """The tangent of gradient output ``i`` (``tape.outputs[1 + i]``)."""
+    import sympy
+
+    e = tape.outputs[1 + i]  # a SymPy expression built by the tape (sympy.Add of nothing is 0)
+    operands = sorted((s for s in getattr(e, "free_symbols", ()) if s in dot), key=lambda s: s.name)
+    return sympy.Add(*(partial(("out", i), e, s) * dot[s] for s in operands))
+
+
+def _second_tape(
+    tape: Tape, lines: list[tuple[Any, Any]], outputs: list[Any], name: str, shape: tuple[int, ...]
+) -> Tape:
+    second = Tape(tape.params, tape.data, tape.lines + lines, [tape.outputs[0], *outputs], [(name, shape)])
+    codegen._compile(second)
+    return second
+
+
+def hessian_tape(model: Model) -> Tape:
+    """The tape extended by one tangent pass per parameter element; outputs ``[loss, H[0, 0], H[0, 1], ...]``."""
+    cached = model.cache.get("symbolic_hessian_tape")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    import sympy
+
+    tape = codegen.tape_of(model)
+    n = len(tape.params)
+    partial = _Partials()
+    lines: list[tuple[Any, Any]] = []
+    columns = []
+    for j, p in enumerate(tape.params):
+        dot = _tangent(tape, {p: sympy.Integer(1)}, f"hv{j}", partial, lines)
+        columns.append([_output_tangent(tape, i, dot, partial) for i in range(n)])
+    outputs = [columns[j][i] for i in range(n) for j in range(n)]
+    second = _second_tape(tape, lines, outputs, "hessian", (n, n))
+    model.cache["symbolic_hessian_tape"] = second
+    return second
+
+
+def hessian(model: Model, point: dict[str, np.ndarray]) -> Gradients:
+    """The exact Hessian of the reduced loss over all parameter elements (file order), rounded to float64.
+
+    ``values["hessian"]`` is ``(n, n)``; ``info["scale"]["hessian"]`` the
+    mean over samples of each per-sample entry's magnitude.
+    """
+    tape = hessian_tape(model)
+    return collect(model, codegen.run(model, tape, point), tape.layout, "symbolic")
+
+
+def directional(model: Model, point: dict[str, np.ndarray], us: np.ndarray, vs: np.ndarray) -> Gradients:
+    """Exact ``u_k . H v_k`` for rows of ``us``, ``vs`` (``(K, n)``): one tangent pass per pair.
+
+    The direction's float64 coefficients enter as exact rationals;
+    ``values["uHv"]`` is ``(K,)``.
+    """
+    import sympy
+
+    tape = codegen.tape_of(model)
+    n = len(tape.params)
+    partial = _Partials()
+    lines: list[tuple[Any, Any]] = []
+    outputs = []
+    for k, (u, v) in enumerate(zip(us, vs)):
+        seed = {p: sympy.Rational(float(x)) for p, x in zip(tape.params, v) if x != 0}
+        dot = _tangent(tape, seed, f"uv{k}", partial, lines)
+        outputs.append(
+            sympy.Add(*(sympy.Rational(float(u[i])) * _output_tangent(tape, i, dot, partial) for i in range(n) if u[i]))
+        )
+    second = _second_tape(tape, lines, outputs, "uHv", (len(outputs),))
+    return collect(model, codegen.run(model, second, point), second.layout, "symbolic")
