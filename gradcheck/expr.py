@@ -461,10 +461,12 @@ class _Parser:
             if op.variadic or not extra or len(extra) > len(op.attrs) or any(a.op != "num" for a in extra):
                 continue
             del args[op.arity :]
+            positional = []
             for attr, node in zip(op.attrs, extra):
                 digits = node.text.replace("_", "")
                 value = int(digits) if digits.isdigit() else node.value
-                given.append((_Token("name", attr.name, node.pos), value, node.pos))
+                positional.append((_Token("name", attr.name, node.pos), value, node.pos))
+            given[:0] = positional  # written before the keywords
             return op
         return None
 
