@@ -2,8 +2,7 @@
 
 Exact (symbolic) gradients of the traced model are compared with torch's
 own float64 gradients of the user's code, computed here by a loop over the
-samples; the generated text of mappings whose ops are not in the language
-yet is compared as text (it loads once those ops are merged).
+samples; every mapping in the table is also loaded and checked end to end.
 """
 
 from __future__ import annotations
@@ -175,7 +174,7 @@ def test_the_traced_fn_catches_a_custom_op_that_differs():
     assert not report.ok and report.points[0].gradients["w"].odd_one_out == "torch:fn"
 
 
-# --- classifiers and attention (what loads today: one sample's logits are a vector) ----------------
+# --- classifiers and attention ------------------------------------------------------------
 
 
 def test_cross_entropy_on_index_targets_becomes_one_hot_data():
@@ -241,6 +240,70 @@ def test_an_attention_readout():
         np.testing.assert_allclose(exact(report, name), want[name], rtol=1e-10, atol=1e-12)
 
 
+def assert_torchs_gradients_and_round_trip(fn, params, data):
+    """Status agree, symbolic gradients equal to torch's float64 ones, the same values after to_yaml/loads."""
+    model = gc.from_torch(fn, params=params, data=data)
+    report = gc.check(model)
+    assert report.status == "agree", report.table(width=200)
+    expected = torch_gradients(fn, params, data)
+    for key, name in zip(params, model.params):
+        np.testing.assert_allclose(exact(report, name), expected[key], rtol=1e-10, atol=1e-12)
+    again = gc.check(gc.loads(model.to_yaml()))
+    assert again.points[0].loss == report.points[0].loss
+    for name in model.params:
+        for source in ("symbolic", "autograd", "finite_difference"):
+            np.testing.assert_array_equal(
+                again.points[0].gradients[name].values[source], report.points[0].gradients[name].values[source]
+            )
+    return model
+
+
+def classify(p, s):
+    h = F.max_pool2d(torch.relu(F.conv2d(s["image"], p["kernel"], p["kbias"])), 2)
+    return F.cross_entropy(F.linear(h.flatten(), p["W"], p["b"]), s["label"])
+
+
+def test_a_conv_classifier_with_cross_entropy_on_index_targets():
+    g = torch.Generator().manual_seed(6)
+    params = {
+        "kernel": torch.randn(2, 1, 3, 3, generator=g, dtype=torch.float64),
+        "kbias": torch.randn(2, generator=g, dtype=torch.float64),
+        "W": torch.randn(3, 8, generator=g, dtype=torch.float64),
+        "b": torch.randn(3, generator=g, dtype=torch.float64),
+    }
+    data = {"image": torch.randn(2, 1, 6, 6, generator=g, dtype=torch.float64), "label": torch.tensor([2, 0])}
+    model = assert_torchs_gradients_and_round_trip(classify, params, data)
+    assert entries(model) == {
+        "conv2d1": "conv2d(image, kernel) + reshape(kbias, [2, 1, 1])",
+        "relu1": "relu(conv2d1)",
+        "max_pool2d1": "maxpool2d(relu1, 2)",
+        "flatten1": "flatten(max_pool2d1)",
+        "linear1": "W @ flatten1 + b",
+        "loss": "logsumexp(linear1) - dot(label_onehot1, linear1)",
+    }
+    np.testing.assert_array_equal(model.data["label_onehot1"], np.eye(3)[[2, 0]])
+
+
+def attention(p, s):
+    x = s["x"]
+    Q, K, V = x @ p["Wq"], x @ p["Wk"], x @ p["Wv"]
+    A = torch.softmax(Q @ K.T / math.sqrt(Q.shape[-1]), dim=-1) @ V
+    return ((A - s["y"]) ** 2).mean()
+
+
+def test_an_attention_block():
+    g = torch.Generator().manual_seed(7)
+    params = {k: torch.randn(2, 2, generator=g, dtype=torch.float64) for k in ("Wq", "Wk", "Wv")}
+    data = {
+        "x": torch.randn(2, 3, 2, generator=g, dtype=torch.float64),  # 2 samples, sequence 3, width 2
+        "y": torch.randn(2, 3, 2, generator=g, dtype=torch.float64),
+    }
+    model = assert_torchs_gradients_and_round_trip(attention, params, data)
+    text = entries(model)
+    assert text["matmul4"] == "matmul1 @ transpose1" and text["softmax1"] == "softmax(div1, axis=1)"
+    assert text["div1"] == f"matmul4 / {math.sqrt(2)!r}"
+
+
 # --- names ----------------------------------------------------------------------------
 
 
@@ -296,13 +359,18 @@ def test_a_loss_that_is_not_a_scalar_is_refused():
         gc.from_torch(lambda p, s: p["v"] * 2, params={"v": torch.tensor([1.0, 2.0])})
 
 
-# --- mappings to ops merged later: the text --------------------------------------------------
+# --- each mapping: its text, then loaded and checked against torch ---------------------------
+
+
+def mapped_values(shapes):
+    return {
+        k: torch.linspace(-1.0, 1.0, int(np.prod(s)), dtype=torch.float64).reshape(s) + 0.13 for k, s in shapes.items()
+    }
 
 
 def traced_text(fn, shapes):
-    """The text of the last entry ``fn`` makes from params of ``shapes`` (not loaded: the ops are new)."""
-    values = {k: torch.linspace(-1.0, 1.0, int(np.prod(s)), dtype=torch.float64).reshape(s) for k, s in shapes.items()}
-    spec = trace(lambda p, s: fn(p).sum(), params=values).spec
+    """The text of the entry ``fn`` makes from params of ``shapes`` (the one before the final sum)."""
+    spec = trace(lambda p, s: fn(p).sum(), params=mapped_values(shapes)).spec
     texts = list(spec["model"].values())
     assert texts[-1].startswith("sum(")
     return texts[-2]
@@ -344,8 +412,19 @@ def traced_text(fn, shapes):
         ),
     ],
 )
-def test_text_of_mappings_to_ops_merged_later(fn, shapes, want):
+def test_each_mapping_reads_and_checks_as_torch(fn, shapes, want):
     assert traced_text(fn, shapes) == want
+    params = mapped_values(shapes)
+
+    def loss(p, s):  # sin: a loss whose gradient is not the same for every element
+        return torch.sin(fn(p)).sum()
+
+    model = gc.from_torch(loss, params=params)
+    report = gc.check(model)
+    assert report.status == "agree", report.table(width=200)
+    expected = torch_gradients(loss, params, {})
+    for key, name in zip(params, model.params):
+        np.testing.assert_allclose(exact(report, name), expected[key], rtol=1e-10, atol=1e-12)
 
 
 # --- the command line -------------------------------------------------------------------------
