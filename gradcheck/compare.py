@@ -135,6 +135,16 @@ def judge(
     return Verdict("mismatch", None, details)
 
 
+def severity(values: dict[str, np.ndarray], status: str, idx: tuple[int, ...]) -> tuple[int, float]:
+    """How bad one element is, for picking the worst: its status's rank, then the largest error
+    of any source relative to the exact value (``values`` must hold ``symbolic``)."""
+    ref = float(values["symbolic"][idx])
+    errs = [abs(float(v[idx]) - ref) for s, v in values.items() if s != "symbolic"]
+    err = max(errs, default=0.0)
+    rel = err / max(abs(ref), 1e-300) if math.isfinite(err) else math.inf
+    return STATUSES.index(status), rel
+
+
 def element_scale(scale: np.ndarray, index: tuple[int, ...]) -> float:
     value = float(np.asarray(scale)[index])
     return value if math.isfinite(value) else 0.0

@@ -23,7 +23,6 @@ pairs of unit vectors instead of forming the matrix.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import compare
-from .compare import STATUSES, Verdict, worst
+from .compare import Verdict, severity, worst
 from .errors import ModelError
 from .model import Model
 from .report import json_value
@@ -82,11 +81,7 @@ class HessianResult:
         """The ``count`` entries with the worst status, then the largest error relative to the exact value."""
 
         def key(idx: tuple[int, ...]) -> tuple[int, float]:
-            ref = float(self.values["symbolic"][idx])
-            errs = [abs(float(v[idx]) - ref) for s, v in self.values.items() if s != "symbolic"]
-            err = max(errs, default=0.0)
-            rel = err / max(abs(ref), 1e-300) if math.isfinite(err) else math.inf
-            return STATUSES.index(self.verdicts[idx].status), rel
+            return severity(self.values, self.verdicts[idx].status, idx)
 
         # a symmetric matrix: each pair once
         keys = [idx for idx in self.verdicts if len(idx) == 1 or idx[0] <= idx[1]]

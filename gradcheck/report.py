@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .compare import STATUSES, Tolerance, Verdict, worst
+from .compare import Tolerance, Verdict, severity, worst
 
 #: Tensors with at most this many elements get one table row per element.
 MAX_TABLE_ELEMENTS = 8
@@ -76,11 +76,7 @@ class GradientResult:
         """The element with the worst status, then the largest relative error."""
 
         def key(idx: tuple[int, ...]) -> tuple[int, float]:
-            ref = float(self.values["symbolic"][idx])
-            errs = [abs(float(v[idx]) - ref) for s, v in self.values.items() if s != "symbolic"]
-            err = max(errs, default=0.0)
-            rel = err / max(abs(ref), 1e-300) if math.isfinite(err) else math.inf
-            return STATUSES.index(self.verdicts[idx].status), rel
+            return severity(self.values, self.verdicts[idx].status, idx)
 
         return max(self.verdicts, key=key) if self.verdicts else ()
 

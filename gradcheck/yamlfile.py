@@ -138,11 +138,7 @@ def parse(text: str, file: str) -> tuple[Any, Positions]:
             fix="remove it (YAML allows printable characters, tabs and line breaks only)",
         ) from None
     try:
-        node = loader.get_single_node()
-        doc = None
-        if node is not None:
-            _refuse_duplicate_keys(node)
-            doc = loader.construct_document(node)
+        doc, node = _read(loader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         what = (err.problem or err.context or "invalid YAML").strip()
@@ -168,6 +164,15 @@ def parse(text: str, file: str) -> tuple[Any, Positions]:
     return doc, Positions(node, text)
 
 
+def _read(loader: Any) -> tuple[Any, Any]:
+    """The document and its root node (``None`` for an empty one); duplicate keys refused."""
+    node = loader.get_single_node()
+    if node is None:
+        return None, None
+    _refuse_duplicate_keys(node)
+    return loader.construct_document(node), node
+
+
 def _parse_fast(text: str) -> tuple[Any, Positions] | None:
     """The document by libyaml, or ``None`` when it is not available or finds anything wrong."""
     if FastLoader is None:
@@ -175,11 +180,7 @@ def _parse_fast(text: str) -> tuple[Any, Positions] | None:
     try:
         loader = FastLoader(text)
         try:
-            node = loader.get_single_node()
-            doc = None
-            if node is not None:
-                _refuse_duplicate_keys(node)
-                doc = loader.construct_document(node)
+            doc, node = _read(loader)
         finally:
             loader.dispose()
     except Exception:  # the careful reader says what is wrong, and where
