@@ -35,36 +35,14 @@ micrograd_engine = pytest.importorskip("micrograd.engine")
 Value = micrograd_engine.Value
 
 
-def micrograd_tanh(v):
-    """tanh written the way micrograd writes its ops (the package has relu only)."""
-    t = math.tanh(v.data)
-    out = Value(t, (v,), "tanh")
-
-    def _backward():
-        v.grad += (1 - t**2) * out.grad
-
-    out._backward = _backward
-    return out
-
-
-def micrograd_grad(loss, leaves):
-    loss.backward()
-    return [leaf.grad for leaf in leaves]
+# The engine docs/engines.md shows (examples/engines/micrograd_engine.py): one definition for both.
+sys.path.insert(0, str(REPO / "examples" / "engines"))
+from micrograd_engine import OPS as MICROGRAD_OPS  # noqa: E402
+from micrograd_engine import grad as micrograd_grad  # noqa: E402
 
 
 def micrograd(**extra):
-    ops = {
-        "+": operator.add,
-        "-": operator.sub,
-        "*": operator.mul,
-        "/": operator.truediv,
-        "**": operator.pow,
-        "neg": operator.neg,
-        "relu": lambda a: a.relu(),
-        "tanh": micrograd_tanh,
-        **extra,
-    }
-    return gc.Engine("micrograd", leaf=Value, ops=ops, grad=micrograd_grad)
+    return gc.Engine("micrograd", leaf=Value, ops={**MICROGRAD_OPS, **extra}, grad=micrograd_grad)
 
 
 # micrograd's test/test_engine.py::test_more_ops, written as a model

@@ -8,6 +8,7 @@ torch by hand (not through gradcheck's interpreter).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,19 +151,10 @@ def test_float32_mlp_agrees_within_float32_tolerances():
 
 # --- the user's double backward ---------------------------------------------------
 
-
-class _Cube(torch.autograd.Function):
-    """u -> u**3; its backward is built from differentiable ops on the saved input: double backward works."""
-
-    @staticmethod
-    def forward(ctx, u):
-        ctx.save_for_backward(u)
-        return u**3
-
-    @staticmethod
-    def backward(ctx, grad):
-        (u,) = ctx.saved_tensors
-        return grad * 3 * u**2
+# Cube (tests/fixtures/against/mymodule.py): its backward is built from differentiable ops on the
+# saved input, so its double backward works.
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "against"))
+from mymodule import Cube  # noqa: E402
 
 
 class _DetachedCube(torch.autograd.Function):
@@ -197,7 +189,7 @@ def _cube_loss(function):
 
 def test_a_correct_double_backward_agrees():
     model = gc.loads(CUBE)
-    report = gc.check(model, order=2, against={"cube": _cube_loss(_Cube)})
+    report = gc.check(model, order=2, against={"cube": _cube_loss(Cube)})
     h = report.points[0].hessian
     x, y = model.data["x"], model.data["y"]
     u = x * 0.5 + 0.25
