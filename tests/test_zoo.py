@@ -139,7 +139,7 @@ def two_layer_net(p, d):
 
 def rnn(p, d):
     h, loss = d["h0"], 0
-    for step in range(3):
+    for step in range(len(d["x"])):
         h = torch.tanh(d["x"][step] @ p["Wx"] + h @ p["Wh"] + p["b"])
         loss = loss + (h * d["dh"][step]).sum()
     return loss
@@ -179,6 +179,7 @@ TORCH = {
     "embedding": embedding,
     "two_layer_net": two_layer_net,
     "rnn": rnn,
+    "rnn_3steps": rnn,
     "attention": attention,
     "makemore_mlp": makemore_mlp,
 }
