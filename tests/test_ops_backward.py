@@ -451,3 +451,72 @@ def test_shape_errors_name_entry_position_and_fix(loss, shapes, match):
         gc.Model.from_dict(_spec(loss, shapes))
     text = str(err.value)
     assert "model.loss" in text and "^" in text and "shape error" in text
+
+
+# --- the layers' vector-Jacobian rules: derived formulas, used as ``expected``, agree ----------------
+
+
+ROUND_TRIP = {
+    "conv2d": (
+        {"k": (2, 1, 2, 2), "u": (1, 4, 3), "b": (2, 1, 1)}, {"x": (1, 4, 3)},
+        {"z": "conv2d(x * u, k, stride=2, padding=1) + b", "loss": "sum(tanh(z)**2)"},
+        {"k": "conv2d_weight(x * u, ", "u": "conv_transpose2d("},
+    ),
+    "conv1d": (
+        {"k": (2, 2, 3), "u": (2, 6)}, {"x": (2, 6), "y": (2, 3)},
+        {"z": "conv1d(x * u, k, stride=2, padding=1)", "loss": "sum((z - y)**2)"},
+        {"k": "conv1d_weight(x * u, 2 * z - 2 * y, size=3, stride=2, padding=1)", "u": "size=6"},
+    ),
+    "pools": (
+        {"u": (1, 4, 4)}, {"x": (1, 4, 4)},
+        {"h": "x * u", "p": "maxpool2d(h, 2)", "q": "avgpool2d(h, 3, stride=1)", "loss": "sum(sin(p)) + sum(q**2)"},
+        {"u": "maxpool2d_backward(h, cos(p), size=2)"},
+    ),
+    "conv_transpose2d": (
+        {"v": (2, 3, 2), "k": (2, 1, 2, 3)}, {"y": (1, 5, 4)},
+        {"loss": "sum(tanh(conv_transpose2d(v, k, stride=2, padding=1, size=[5, 4])) * y)"},
+        {"v": "conv2d(", "k": "conv2d_weight("},
+    ),
+    "conv1d_weight": (
+        {"u": (2, 7), "v": (2, 4)}, {"x": (2, 7), "y": (2, 2, 3)},
+        {"loss": "sum(sin(conv1d_weight(x * u, v, 3, stride=2, padding=1)) * y)"},
+        {"u": "conv_transpose1d(v, ", "v": "conv1d(x * u, "},
+    ),
+    "maxpool2d_backward": (
+        {"u": (1, 4, 4), "v": (1, 2, 2)}, {"x": (1, 4, 4), "y": (1, 4, 4)},
+        {"loss": "sum(maxpool2d_backward(x * u, v, 2)**2 * y)"},
+        {"u": "0", "v": "avgpool2d("},
+    ),
+    "avgpool2d_backward": (
+        {"v": (1, 2, 2)}, {"y": (1, 4, 5)},
+        {"loss": "sum(exp(avgpool2d_backward(v, size=[3, 2], stride=[1, 2], shape=[1, 4, 5])) * y)"},
+        {"v": "avgpool2d(y * exp(avgpool2d_backward(v, "},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(ROUND_TRIP))
+def test_derived_formulas_use_the_backward_ops_and_agree_as_expected(case):
+    params, data, entries, shown = ROUND_TRIP[case]
+    spec = {
+        "params": {k: _rand(*s).tolist() for k, s in params.items()},
+        "data": {k: _rand(2, *s).tolist() for k, s in data.items()},
+        "model": entries,
+    }
+    formulas = {name: gc.Model.from_dict(spec).gradient_expression(name) for name in params}
+    for name, part in shown.items():
+        assert part in formulas[name] if part != "0" else formulas[name] == "0", formulas[name]
+    report = gc.check(gc.Model.from_dict({**spec, "expected": formulas}))
+    assert report.status == "agree", report.table()
+    for name, grad in report.points[0].gradients.items():
+        want = np.asarray(grad.values["autograd"], dtype=float)
+        np.testing.assert_allclose(
+            np.asarray(grad.values["expected"], dtype=float), want, rtol=1e-9, atol=1e-12, err_msg=name
+        )
+
+
+def test_maxpool2d_backward_with_overlapping_windows_has_no_rule():
+    spec = {"params": {"v": _rand(1, 3, 3).tolist()}, "data": {"x": _rand(2, 1, 4, 4).tolist()}}
+    spec["model"] = {"loss": "sum(maxpool2d_backward(x, v, 2, stride=1)**2)"}
+    with pytest.raises(gc.ModelError, match=r"no tensor-form rule for maxpool2d_backward with overlapping windows"):
+        gc.Model.from_dict(spec).gradient_expression("v")

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import incremental as inc
+from ..errors import ModelError
 from .core import DENSE, Attr, Op, Shape, ShapeError, _add
 
 _INT_OR_INTS = ("int", "ints")
@@ -274,6 +275,75 @@ def _maxpool_kink(N: Any, x: Any, size: Any = None, stride: Any = None) -> Any:
     return q.reshape(q.shape[:-2] + (-1,))
 
 
+# --- vector-Jacobian rules (model-language templates, see ``Op.vjp``) ----------------------
+
+
+def _lit(value: Any) -> str:
+    """An attribute value as the language writes it: ``2`` or ``[2, 1]``."""
+    return f"[{', '.join(map(str, value))}]" if isinstance(value, (tuple, list)) else str(value)
+
+
+def _spatial_size(shape: Shape, d: int) -> str:
+    """The last ``d`` axes of ``shape`` as a ``size=`` value (one int for one axis)."""
+    return _lit(shape[-1] if d == 1 else tuple(shape[-d:]))
+
+
+def _conv_vjp(d: int) -> Any:
+    """``conv(x, k)``: in x the transposed conv of g, in k the conv of x with g (the kernel's gradient)."""
+
+    def rule(shapes: list[Shape], out: Shape, stride: Any = 1, padding: Any = 0) -> tuple[str, str]:
+        kw = f"stride={_lit(stride)}, padding={_lit(padding)}"
+        return (
+            f"conv_transpose{d}d(g, b, {kw}, size={_spatial_size(shapes[0], d)})",
+            f"conv{d}d_weight(a, g, size={_spatial_size(shapes[1], d)}, {kw})",
+        )
+
+    return rule
+
+
+def _conv_transpose_vjp(d: int) -> Any:
+    """``conv_transpose(g, k)`` is linear in each: the adjoint of a transposed conv is the conv."""
+
+    def rule(shapes: list[Shape], out: Shape, stride: Any = 1, padding: Any = 0, size: Any = None) -> tuple[str, str]:
+        kw = f"stride={_lit(stride)}, padding={_lit(padding)}"
+        return f"conv{d}d(g, b, {kw})", f"conv{d}d_weight(g, a, size={_spatial_size(shapes[1], d)}, {kw})"
+
+    return rule
+
+
+def _conv_weight_vjp(d: int) -> Any:
+    """``conv_weight(x, g)``: ``sum(G * conv_weight(x, g))`` is ``sum(g * conv(x, G))``."""
+
+    def rule(shapes: list[Shape], out: Shape, size: Any = None, stride: Any = 1, padding: Any = 0) -> tuple[str, str]:
+        kw = f"stride={_lit(stride)}, padding={_lit(padding)}"
+        return f"conv_transpose{d}d(b, g, {kw}, size={_spatial_size(shapes[0], d)})", f"conv{d}d(a, g, {kw})"
+
+    return rule
+
+
+def _pool_kw(size: Any, stride: Any) -> str:
+    return f"size={_lit(size)}" + ("" if stride is None else f", stride={_lit(stride)}")
+
+
+def _maxpool_backward_vjp(shapes: list[Shape], out: Shape, size: Any = None, stride: Any = None) -> tuple[Any, str]:
+    """In x: 0 (piecewise constant); in g: the cotangent at each window's first maximal element.
+
+    That gather is written for windows that do not overlap (``stride`` = ``size``):
+    the argmax mask ``maxpool2d_backward(a, 1)`` times the cotangent, summed over
+    each window (``avgpool2d`` times the window's size). Overlapping windows have
+    no rule: a clear error, never a wrong formula.
+    """
+    sz, st = _pool_args(None, size, stride)
+    if sz != st:
+        raise ModelError(
+            f"no tensor-form rule for maxpool2d_backward with overlapping windows (size={list(sz)}, stride={list(st)})",
+            fix="Model.gradient_formula(name) gives SymPy's formula for each element",
+        )
+    ones = f"expand(1, shape={_lit(tuple(shapes[1]))})"
+    kw = _pool_kw(size, stride)
+    return None, f"{sz[0] * sz[1]} * avgpool2d(g * maxpool2d_backward(a, {ones}, {kw}), {kw})"
+
+
 def _conv(name: str, d: int, doc: str) -> None:
     _add(
         Op(
@@ -284,6 +354,7 @@ def _conv(name: str, d: int, doc: str) -> None:
             lambda M, args, shapes, stride, padding: _conv_mp(M, args[0], args[1], stride, padding, d),
             _conv_shape(d, name), doc,
             incremental=inc.conv_kernel,
+            vjp=_conv_vjp(d),
             attrs=(
                 Attr("stride", 1, _INT_OR_INTS, "step between windows (one int, or one per axis)"),
                 Attr("padding", 0, _INT_OR_INTS, "zeros added on both sides of each spatial axis"),
@@ -316,6 +387,7 @@ _add(
         "maximum over each window of x `[C, H, W]` (as torch's `max_pool2d`, no padding); `maxpool2d(x, 2)`",
         kink=lambda N, args, shapes, size, stride: _maxpool_kink(N, args[0], size, stride),
         kink_doc="where two elements tie for a window's maximum",
+        vjp=lambda shapes, out, size=None, stride=None: (f"maxpool2d_backward(a, g, {_pool_kw(size, stride)})",),
         convention=(
             "torch: the whole gradient to the first maximal element of the window (row-major); "
             "SymPy: Heaviside(0) = 1/2 to each tied element; central difference: the average of both sides"
@@ -335,6 +407,9 @@ _add(
         _pool_shape("avgpool2d"),
         "mean over each window of x `[C, H, W]` (as torch's `avg_pool2d`, no padding); `avgpool2d(x, 2)`",
         incremental=DENSE,
+        vjp=lambda shapes, out, size=None, stride=None: (
+            f"avgpool2d_backward(g, {_pool_kw(size, stride)}, shape={_lit(tuple(shapes[0]))})",
+        ),
         attrs=_POOL_ATTRS,
     )
 )  # fmt: skip
@@ -771,6 +846,7 @@ def _conv_transpose(name: str, d: int, doc: str) -> None:
             lambda M, args, shapes, stride, padding, size: _conv_transpose_arr(args[0], args[1], stride, padding, size, d, M.mpf(0)),
             _transpose_shape(d, name), doc,
             incremental=DENSE,
+            vjp=_conv_transpose_vjp(d),
             attrs=(
                 _STRIDE, _PADDING,
                 Attr("size", None, _INT_OR_INTS, "the forward input's spatial size (default: the smallest that fits g)"),
@@ -789,6 +865,7 @@ def _conv_weight(name: str, d: int, doc: str) -> None:
             lambda M, args, shapes, size, stride, padding: _conv_weight_arr(args[0], args[1], size, stride, padding, d, M.mpf(0)),
             _weight_shape(d, name), doc,
             incremental=DENSE,
+            vjp=_conv_weight_vjp(d),
             attrs=(
                 Attr("size", None, _INT_OR_INTS, "the kernel's spatial size (required); also the third positional argument"),
                 _STRIDE, _PADDING,
@@ -836,6 +913,7 @@ _add(
         analytic=False,
         incremental=DENSE,
         attrs=_POOL_ATTRS,
+        vjp=_maxpool_backward_vjp,
     )
 )  # fmt: skip
 _add(
@@ -850,5 +928,6 @@ _add(
         "into each window, `shape=` x's `[C, H, W]`; `avgpool2d_backward(g, 2, shape=[C, H, W])`",
         incremental=DENSE,
         attrs=(*_POOL_ATTRS, Attr("shape", None, ("ints",), "the forward input's shape [C, H, W] (required)")),
+        vjp=lambda shapes, out, size=None, stride=None, shape=None: (f"avgpool2d(g, {_pool_kw(size, stride)})",),
     )
 )  # fmt: skip
