@@ -520,3 +520,24 @@ def test_maxpool2d_backward_with_overlapping_windows_has_no_rule():
     spec["model"] = {"loss": "sum(maxpool2d_backward(x, v, 2, stride=1)**2)"}
     with pytest.raises(gc.ModelError, match=r"no tensor-form rule for maxpool2d_backward with overlapping windows"):
         gc.Model.from_dict(spec).gradient_expression("v")
+
+
+@pytest.mark.parametrize("case", ["conv_transpose2d", "conv1d_weight", "maxpool2d_backward", "avgpool2d_backward"])
+def test_second_order_through_the_backward_ops_agrees(case):
+    # the Hessian three ways: torch's double backward of its own VJPs, SymPy's, finite differences
+    params, data, entries, _ = ROUND_TRIP[case]
+    spec = {
+        "params": {k: _rand(*s).tolist() for k, s in params.items()},
+        "data": {k: _rand(2, *s).tolist() for k, s in data.items()},
+        "model": entries,
+    }
+    report = gc.check(gc.Model.from_dict(spec), order=2)
+    assert report.status == "agree" and report.points[0].hessian.status == "agree", report.table()
+
+
+def test_a_constant_tensor_in_expected_is_accepted_and_its_parts_checked():
+    spec = {"params": {"v": [[[1.0, 2.0], [3.0, 4.0]]]}, "model": {"loss": "sum(v)"}}
+    report = gc.check(gc.Model.from_dict({**spec, "expected": {"v": "expand(1, shape=[1, 2, 2])"}}))
+    assert report.status == "agree", report.table()
+    with pytest.raises(gc.ModelError, match="division by zero"):
+        gc.Model.from_dict({**spec, "expected": {"v": "expand(1/0, shape=[1, 2, 2])"}})
