@@ -345,8 +345,19 @@ def test_cli_all_files_in_one_call():
     assert slip["odd_one_out"] == "expected"
 
 
+#: Blocked files too slow to check even in a slow test (minutes of SymPy work with the limit lifted).
+TOO_SLOW = {
+    "makemore_mlp": "over 4 CPU minutes of SymPy work with the time limit lifted (docs/zoo.md); "
+    "checked once with `expected` evaluated by the IR interpreter in mpmath: agree"
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", BLOCKED, ids=BLOCKED_IDS)
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=pytest.mark.skip(reason=TOO_SLOW[p.stem])) if p.stem in TOO_SLOW else p for p in BLOCKED],
+    ids=BLOCKED_IDS,
+)
 def test_blocked_file_verdict_without_the_time_limit(path, monkeypatch):
     """The layers left out of the zoo: right, once the time limit is lifted (docs/zoo.md)."""
     monkeypatch.setenv("GRADCHECK_TIME_LIMIT", "0")
