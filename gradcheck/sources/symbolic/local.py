@@ -38,6 +38,13 @@ def partials(expr: Any, active: set[Any]) -> dict[Any, Any]:
     out: dict[Any, Any] = {}
     if expr.is_Add:
         for term in expr.args:
+            if term.is_Mul and len(term.args) == 2 and term.args[0].is_Symbol and term.args[1].is_Symbol:
+                # w*x, a layer's term: d/dw is x (no Mul rebuilt)
+                a, b = term.args
+                for s, q in ((a, 2 * a),) if a is b else ((a, b), (b, a)):  # w*w as it stands: 2*w
+                    if s in active:
+                        out[s] = out[s] + q if s in out else q
+                continue
             for s, p in partials(term, active).items():
                 out[s] = out[s] + p if s in out else p
         return out
@@ -47,7 +54,7 @@ def partials(expr: Any, active: set[Any]) -> dict[Any, Any]:
             sub = partials(factor, active)
             if not sub:
                 continue
-            rest = expr.func(*(factors[:i] + factors[i + 1 :]))
+            rest = factors[1 - i] if len(factors) == 2 else expr.func(*(factors[:i] + factors[i + 1 :]))
             for s, p in sub.items():
                 q = rest if p == 1 else p * rest  # d(w*x)/dw is x: no product to build (a wide layer has many)
                 out[s] = out[s] + q if s in out else q
