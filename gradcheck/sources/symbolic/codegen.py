@@ -12,12 +12,17 @@ guarded, so one undefined value poisons only what depends on it.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .local import template
 from .numbers import DPS, ERRORS, Product
 from .tape import Tape, record
+
+#: A numbered slot in a printed shape (see ``_compile``).
+_SLOT = re.compile(r"_slot(\d+)_")
 
 if TYPE_CHECKING:
     from ...model import Model
@@ -189,7 +194,24 @@ def _compile(tape: Tape) -> None:
                 # sum of w*x: one exact dot product per sample
                 return f"_fdot(({', '.join(a.args[0].name for a in e.args)},), ({', '.join(a.args[1].name for a in e.args)},))"
             return " + ".join(show(a) for a in e.args)
-        return str(printer.doprint(e))
+        return printed(e)
+
+    shapes: dict[Any, list[Any]] = {}  # an expression's shape -> its printed text, cut at the operands
+
+    def printed(e: Any) -> str:
+        # Lines of the same shape (tanh(t + b) for each output) differ only in their
+        # symbols: the shape is printed once with numbered slots and filled in.
+        order: dict[Any, int] = {}
+        key = template(e, order)
+        parts = shapes.get(key)
+        if parts is None:
+            import sympy
+
+            slots = {s: sympy.Symbol(f"_slot{i}_", real=True) for s, i in order.items()}
+            text = str(printer.doprint(e.xreplace(slots)))
+            parts = shapes[key] = [int(p) if k % 2 else p for k, p in enumerate(_SLOT.split(text))]
+        names = [s.name for s in order]
+        return "".join(names[p] if isinstance(p, int) else p for p in parts)
 
     data = {s for _, _, s in tape.data}
 

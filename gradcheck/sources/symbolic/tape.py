@@ -58,10 +58,10 @@ def record(model: Model) -> Tape:
                 continue
             t = sympy.Symbol(f"t{len(lines)}", real=True)
             lines.append((t, e))
-            local = partials(e, active)
+            # The value reused where the derivative repeats it (tanh' = 1 - tanh**2).
+            local = partials(e, active, t)
             if local:
                 active.add(t)
-                # Reuse the value where the derivative repeats it (tanh' = 1 - tanh**2).
                 steps[t] = {s: _reuse(sympy.sympify(p), e, t) for s, p in local.items()}
             out[idx] = t
         return out if arr.shape else out[()]
