@@ -35,8 +35,6 @@ def partials(expr: Any, active: set[Any], name: Any = None) -> dict[Any, Any]:
     """
     if expr.is_Symbol:
         return {expr: 1} if expr in active else {}
-    if not (expr.free_symbols & active):
-        return {}
     out: dict[Any, Any] = {}
     if expr.is_Add:
         for term in expr.args:
@@ -61,6 +59,8 @@ def partials(expr: Any, active: set[Any], name: Any = None) -> dict[Any, Any]:
                 q = rest if p == 1 else p * rest  # d(w*x)/dw is x: no product to build (a wide layer has many)
                 out[s] = out[s] + q if s in out else q
         return out
+    if not (expr.free_symbols & active):
+        return {}
     # A function of a few operands: differentiate its shape once (operands
     # replaced by dummies in order of appearance) and reuse that for every
     # element of the same shape; the shape is found by a walk of the tree,

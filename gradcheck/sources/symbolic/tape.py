@@ -126,7 +126,7 @@ def times(a: Any, p: Any) -> Any:
     if p == 1:
         return a
     if isinstance(a, sympy.Symbol) and isinstance(p, sympy.Symbol) and a is not p:
-        return sympy.Mul._from_args((a, p))
+        return sympy.Mul._from_args((a, p), a.is_commutative and p.is_commutative)
     return a * p
 
 
@@ -144,7 +144,7 @@ def total(terms: Any) -> Any:
     if len(terms) == 1:
         return sympy.sympify(terms[0])
     if all(_plain(t) for t in terms):
-        return sympy.Add._from_args(terms)
+        return sympy.Add._from_args(terms, all(t.is_commutative for t in terms))
     return sympy.Add(*terms)
 
 
