@@ -229,7 +229,7 @@ def _entry_formula(model: Model, name: str) -> np.ndarray:
                 continue
             a = sympy.Add(*terms)
             e = exprs[idx] if isinstance(exprs[idx], sympy.Basic) else sympy.Integer(0) + exprs[idx]
-            for s, p in partials(e, active).items():
+            for s, p in partials(e, active, syms[idx]).items():
                 # Name the entry where its derivative repeats it (tanh' = 1 - h**2).
                 adjoint.setdefault(s, []).append((a * p).xreplace({e: syms[idx]}))
     back = dict(named)
