@@ -142,7 +142,7 @@ def total(terms: Any) -> Any:
     if not terms:
         return sympy.Integer(0)
     if len(terms) == 1:
-        return sympy.sympify(terms[0])
+        return terms[0]  # a SymPy expression: times() keeps the adjoint's type
     if all(_plain(t) for t in terms):
         return sympy.Add._from_args(terms, all(t.is_commutative for t in terms))
     return sympy.Add(*terms)
