@@ -3,7 +3,8 @@
     python benchmarks/layers.py            # time both, print the ratios (a few minutes)
     python benchmarks/layers.py --write    # regenerate benchmarks/conv.yaml and benchmarks/attention.yaml
 
-Whole process against whole process, wall time: ``python -m gradcheck FILE --json
+Whole process against whole process, wall time (and CPU time, user + system,
+which a busy shared machine distorts less): ``python -m gradcheck FILE --json
 --time-limit 0`` (symbolic, autograd and finite differences, at the file's values;
 the default symbolic time limit refuses the conv today) against a subprocess that imports torch, reads the same file (PyYAML), writes the same
 function in torch and runs ``torch.autograd.gradcheck`` in its default slow
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -99,33 +101,55 @@ def write() -> None:
     )
 
 
-def wall(cmd: list[str]) -> float:
+def wall(cmd: list[str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system) of one whole process."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help="regenerate the two model files")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each process (the median is reported)")
+    parser.add_argument("--only", choices=["conv", "attention"], help="time one model only")
+    parser.add_argument(
+        "--torch-threads", type=int, help="torch.set_num_threads(N) in the torch process (default: torch's own)"
+    )
     opts = parser.parse_args()
     if opts.write:
         write()
         return
-    print("| model | gradcheck, three ways (s) | torch gradcheck, slow, two ways (s) | ratio |")
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
+    print(
+        "| model | gradcheck, three ways: wall (CPU) s | torch gradcheck, slow, two ways: wall (CPU) s | ratio wall (CPU) |"
+    )
     print("|---|---|---|---|")
     for name, path in (("conv", CONV), ("attention", ATTENTION)):
-        ours = statistics.median(
+        if opts.only and name != opts.only:
+            continue
+        ours = [
             wall([sys.executable, "-m", "gradcheck", str(path), "--json", "--time-limit", "0"])
             for _ in range(opts.repeat)
+        ]
+        script = TORCH[name]
+        if opts.torch_threads:
+            script = script.replace(
+                "import sys, torch", f"import sys, torch\ntorch.set_num_threads({opts.torch_threads})"
+            )
+        theirs = [wall([sys.executable, "-c", script, str(path)]) for _ in range(opts.repeat)]
+        (ow, oc), (tw, tc) = (tuple(statistics.median(r[i] for r in runs) for i in (0, 1)) for runs in (ours, theirs))
+        print(
+            f"| {name} | {ow:.2f} ({oc:.2f}) | {tw:.2f} ({tc:.2f}) | {ow / tw:.2f} ({oc / tc:.2f}) |",
+            flush=True,
         )
-        theirs = statistics.median(wall([sys.executable, "-c", TORCH[name], str(path)]) for _ in range(opts.repeat))
-        print(f"| {name} | {ours:.2f} | {theirs:.2f} | {ours / theirs:.2f} |", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -342,3 +342,123 @@ def conv_kernel(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
     view = np.moveaxis(full, 1 + len(batch), 1)  # (M, C_out) + batch + out
     view[np.arange(ctx.rows), o] += np.broadcast_to(change, (ctx.rows,) + batch + tuple(node.shape[1:]))
     return ctx.batched(full, tuple(node.shape))
+
+
+def conv_input(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """``conv1d``/``conv2d`` with one input element ``x[c, p]`` perturbed and the kernel not.
+
+    The change reaches only the output positions whose window covers ``p``, one
+    kernel offset each: output ``[o, q]`` moves by the change times
+    ``k[o, c, p + padding - q * stride]``. One pass per kernel offset adds that
+    to the unperturbed output of every row: ``(M,) + batch + shape``, batched,
+    with no convolution evaluated. Declines a batched kernel.
+    """
+    x, k = args
+    if not isinstance(x, Sparse) or isinstance(k, Sparse):
+        return None
+    attrs = op.bind(node.attrs)
+    if set(attrs) != {"stride", "padding"}:
+        return None
+    k = np.asarray(k)
+    d = len(x.shape) - 1
+    if k.ndim != d + 2:
+        return None
+    stride, padding = _per_axis(attrs["stride"], d), _per_axis(attrs["padding"], d)
+    delta = np.asarray(x.vals - x.old())  # (M,) + extra
+    base = np.asarray(base)
+    shape = tuple(node.shape)
+    out_batch = tuple(base.shape[: base.ndim - len(shape)])
+    extra = delta.shape[1:]
+    if len(extra) > max(len(out_batch), 1 if ctx.samples else 0):
+        return None
+    batch = tuple(np.broadcast_shapes(out_batch, extra))
+    if ctx.samples and not batch:
+        batch = (1,)
+    full = np.broadcast_to(base, (ctx.rows,) + batch + shape).astype(np.result_type(base, delta, k))
+    nb = len(batch)
+    # (M, *out, C_out, *batch): one output position of every row is a (C_out, *batch) slab
+    view = np.transpose(full, [0] + list(range(2 + nb, full.ndim)) + [1 + nb] + list(range(1, 1 + nb)))
+    at = np.unravel_index(x.pos, x.shape)
+    c, p = at[0], at[1:]
+    out_sp = shape[1:]
+    for off in np.ndindex(*k.shape[2:]):
+        q = [pi + pp - oi for pi, pp, oi in zip(p, padding, off)]
+        valid = np.ones(ctx.rows, dtype=bool)
+        for qi, ss, n in zip(q, stride, out_sp):
+            valid &= (qi >= 0) & (qi % ss == 0) & (qi // ss < n)
+        rows = np.nonzero(valid)[0]
+        if not rows.size:
+            continue
+        taps = k[(slice(None), c[rows]) + off].T  # (rows, C_out)
+        dv = delta[rows].reshape((rows.size, 1) + (1,) * (nb - len(extra)) + extra)
+        view[(rows,) + tuple(qi[rows] // ss for qi, ss in zip(q, stride))] += taps.reshape(taps.shape + (1,) * nb) * dv
+    return ctx.batched(full, shape)
+
+
+def conv(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """``conv1d``/``conv2d``: :func:`conv_kernel` for a perturbed kernel, :func:`conv_input` for a perturbed input."""
+    x, k = args
+    if isinstance(k, Sparse) and not isinstance(x, Sparse):
+        return conv_kernel(op, node, args, base, ctx)
+    if isinstance(x, Sparse) and not isinstance(k, Sparse):
+        return conv_input(op, node, args, base, ctx)
+    return None
+
+
+# --- layers (pooling) ----------------------------------------------------------
+
+
+def pool(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """A pooling op (``size=``, ``stride=``) over windows that do not overlap, one input element perturbed.
+
+    The element lies in at most one window: that window is gathered from the
+    unperturbed input, the change put in, and the op's own NumPy form applied
+    to it alone, so one output position changes (rows whose element no window
+    covers keep the old output). A kink rule (a window's maximum) is tracked on
+    the window. Declines overlapping windows (``stride`` below ``size``).
+    """
+    (a,) = args
+    attrs = op.bind(node.attrs)
+    if set(attrs) != {"size", "stride"} or len(a.shape) != 3 or attrs["size"] is None:
+        return None
+    size = _per_axis(attrs["size"], 2)
+    stride = _per_axis(attrs["size"] if attrs["stride"] is None else attrs["stride"], 2)
+    if any(s < z for s, z in zip(stride, size)):
+        return None
+    shape = tuple(node.shape)
+    c, h, w = np.unravel_index(a.pos, a.shape)
+    oh, ow = h // stride[0], w // stride[1]
+    dh, dw = h - oh * stride[0], w - ow * stride[1]
+    inside = (oh < shape[1]) & (ow < shape[2]) & (dh < size[0]) & (dw < size[1])
+    oh, ow, dh, dw = (np.where(inside, v, 0) for v in (oh, ow, dh, dw))
+    rows = oh[:, None] * stride[0] + np.arange(size[0])  # (M, kh)
+    cols = ow[:, None] * stride[1] + np.arange(size[1])  # (M, kw)
+    flat = (c[:, None, None] * a.shape[1] + rows[:, :, None]) * a.shape[2] + cols[:, None, :]  # (M, kh, kw)
+    m, kk = ctx.rows, size[0] * size[1]
+    old = gather(a.base, a.shape, flat.reshape(-1))  # (M * kh * kw,) + batch
+    batch = old.shape[1:]
+    old = np.moveaxis(old.reshape((m, kk) + batch), 1, -1)  # (M,) + batch + (kh * kw,)
+    vals = np.asarray(a.vals)
+    extra = vals.shape[1:]
+    if len(extra) > len(batch) and batch:
+        return None
+    full_batch = tuple(np.broadcast_shapes(batch, extra))
+    old = np.broadcast_to(old, (m,) + full_batch + (kk,))
+    new = old.astype(np.result_type(old, vals))
+    at = dh * size[1] + dw
+    vals = np.broadcast_to(vals.reshape((m,) + (1,) * (len(full_batch) - len(extra)) + extra), (m,) + full_batch)
+    here = np.broadcast_to(at.reshape((m,) + (1,) * (len(full_batch) + 1)), (m,) + full_batch + (1,))
+    # an element no window covers leaves every window as it was
+    keep = inside.reshape((m,) + (1,) * len(full_batch))
+    vals = np.where(keep, vals, np.take_along_axis(old, here, axis=-1)[..., 0])
+    np.put_along_axis(new, here, vals[..., None], axis=-1)
+    window = (1,) + size
+    one = lambda v: v.reshape(v.shape[:-1] + window)  # noqa: E731  (M,) + batch + (1, kh, kw)
+    if ctx.flips is not None and op.kink is not None:
+        ctx.crossed(lambda mod, v: op.kink(mod, [v], [window], size=size, stride=size), [one(new)], [one(old)])
+    got = np.asarray(op.numpy(np, [one(new)], [window], size=size, stride=size)).reshape((m,) + full_batch)
+    base = np.asarray(base)
+    out_pos = (c * shape[1] + oh) * shape[2] + ow
+    unchanged = gather(base, shape, out_pos)
+    unchanged, got, mask = _pair(unchanged, got, inside)
+    return Sparse(base, shape, out_pos, np.where(mask, got, unchanged))

@@ -226,6 +226,9 @@ CONV_LOSSES = [
     "sum(conv2d(x, K, stride=[1, 2], padding=[2, 0])**2) + sum(conv1d(x[0], k1, stride=2, padding=1))",
     "sum(conv2d(x * U, K)**2)",  # a perturbed input: plain fallback
     "sum(avgpool2d(conv2d(x, K, padding=1), 2)) + sum(maxpool2d(x * U, 2, stride=1)**2)",
+    "sum(tanh(conv2d(x * U, K, stride=[2, 1], padding=[1, 2]))[:, :, 2:7] * y)",  # the input rule
+    "sum(conv1d(x[1] + U[0], k1, stride=2, padding=1)**2)",  # the input rule, 1-D
+    "sum(maxpool2d(x * U, 2)**2) + sum(avgpool2d(tanh(x * U), size=[2, 3], stride=[3, 3]))",  # pool rules
 ]
 
 
@@ -277,3 +280,119 @@ def test_conv_kernel_rule_changes_one_output_channel():
         km[idx[m]] = vals[m]
         want = F.conv2d(torch.tensor(x), torch.tensor(km.reshape(k.shape)), stride=(2, 1), padding=1).numpy()
         np.testing.assert_allclose(got.array[m], want, rtol=1e-12, atol=1e-12)
+
+
+def _direct(expr, shapes, args, sparse_at, idx, vals, ctx):
+    """The op's rule called on its own: operand ``sparse_at`` perturbed at ``idx`` to ``vals``."""
+    from gradcheck.expr import infer_shapes, parse
+    from gradcheck.ops import OPS
+
+    node = infer_shapes(parse(expr), shapes)
+    op = OPS[node.op]
+    per = [shapes[str(a.value)] for a in node.args]
+    base = op.numpy(np, list(args), per, **op.bind(node.attrs))
+    parts = list(args)
+    parts[sparse_at] = incremental.Sparse(args[sparse_at], per[sparse_at], idx, vals)
+    return op.incremental(op, node, parts, base, ctx)
+
+
+from gradcheck import incremental  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("expr", "stride", "padding"),
+    [("conv2d(x, k, stride=[2, 1], padding=1)", (2, 1), (1, 1)), ("conv2d(x, k)", (1, 1), (0, 0))],
+)
+def test_conv_input_rule_is_the_convolution_of_the_perturbed_input(expr, stride, padding):
+    # row by row, the rule's result is torch's convolution of the input with one element moved
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(5)
+    x, k = rng.normal(size=(3, 2, 6, 5)), rng.normal(size=(4, 2, 3, 2))
+    idx = np.array([0, 17, 59, 30, 33])  # corners, the middle, the last element
+    delta = np.array([0.5, -1.0, 2.0, 0.25, 1e-3])
+    vals = x.reshape(3, -1)[:, idx].T + delta[:, None]  # (M, samples)
+    ctx = incremental.Context(rows=5, samples=True)
+    got = _direct(expr, {"x": (2, 6, 5), "k": (4, 2, 3, 2)}, [x, k], 0, idx, vals, ctx)
+    assert isinstance(got, incremental.Batched)  # the rule did not decline
+    for m in range(5):
+        xm = x.copy().reshape(3, -1)
+        xm[:, idx[m]] = vals[m]
+        want = F.conv2d(torch.tensor(xm.reshape(x.shape)), torch.tensor(k), stride=stride, padding=padding).numpy()
+        np.testing.assert_allclose(got.array[m], want, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_input_rule_1d_complex_step():
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(6)
+    x, k = rng.normal(size=(3, 7)), rng.normal(size=(2, 3, 3))
+    idx = np.arange(21)
+    vals = x.reshape(-1)[idx] + 1j * 1e-20
+    ctx = incremental.Context(rows=21, samples=False)
+    got = _direct("conv1d(x, k, stride=2, padding=2)", {"x": (3, 7), "k": (2, 3, 3)}, [x, k], 0, idx, vals, ctx)
+    assert isinstance(got, incremental.Batched)
+    for m in range(21):
+        xm = x.reshape(-1).copy()
+        want = F.conv1d(torch.tensor(xm.reshape(1, 3, 7)), torch.tensor(k), stride=2, padding=2).numpy()[0]
+        np.testing.assert_allclose(got.array[m].real, want, rtol=1e-12, atol=1e-12)
+        # the imaginary part is the derivative times 1e-20: k's taps where the window meets element idx[m]
+        dm = np.zeros(21)
+        dm[m] = 1.0
+        deriv = F.conv1d(torch.tensor(dm.reshape(1, 3, 7)), torch.tensor(k), stride=2, padding=2).numpy()[0]
+        np.testing.assert_allclose(got.array[m].imag, deriv * 1e-20, rtol=1e-12, atol=1e-40)
+
+
+@pytest.mark.parametrize(
+    ("expr", "size", "stride"),
+    [("maxpool2d(x, 2)", (2, 2), (2, 2)), ("avgpool2d(x, size=[2, 3], stride=[3, 3])", (2, 3), (3, 3))],
+)
+def test_pool_rule_changes_one_window(expr, size, stride):
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 2, 7, 8))  # 7 rows: the last row is in no window
+    idx = np.arange(2 * 7 * 8)
+    vals = x.reshape(3, -1)[:, idx].T + rng.normal(size=(idx.size, 1)) * 2.0
+    ctx = incremental.Context(rows=idx.size, samples=True)
+    got = _direct(expr, {"x": (2, 7, 8)}, [x], 0, idx, vals, ctx)
+    assert isinstance(got, incremental.Sparse)  # one output position per row
+    dense = incremental.densify(got, ctx)
+    pool = F.max_pool2d if expr.startswith("max") else F.avg_pool2d
+    for m in range(idx.size):
+        xm = x.copy().reshape(3, -1)
+        xm[:, idx[m]] = vals[m]
+        want = pool(torch.tensor(xm.reshape(x.shape)), size, stride).numpy()
+        np.testing.assert_allclose(dense[m], want, rtol=1e-12, atol=1e-12)
+
+
+def test_pool_rule_declines_overlapping_windows():
+    x = np.arange(2 * 4 * 4, dtype=float).reshape(2, 4, 4)
+    ctx = incremental.Context(rows=1, samples=False)
+    assert _direct("avgpool2d(x, 2, stride=1)", {"x": (2, 4, 4)}, [x], 0, np.array([5]), np.array([1.0]), ctx) is None
+
+
+@pytest.mark.parametrize("step", [1.0, 0.3, 1e-3])
+def test_kink_crossings_of_maxpool_rule(step):
+    # a moved element overtakes (or falls below) its window's maximum: the rule sees what dense evaluation sees
+    rng = np.random.default_rng(8)
+    model = gc.Model.from_dict(
+        {
+            "params": {"U": rng.normal(scale=0.5, size=(2, 4, 5)).round(2).tolist()},
+            "data": {"x": rng.normal(size=(3, 2, 4, 5)).round(2).tolist()},
+            "model": {"loss": "sum(maxpool2d(x + U, 2)**2)"},
+        }
+    )
+    point = model.param_values()
+    k = point["U"].size
+    idx = np.concatenate([np.arange(k), np.arange(k)])
+    vals = point["U"].reshape(-1)[idx] + step * np.concatenate([np.ones(k), -np.ones(k)])
+    params = {key: np.asarray(v) for key, v in point.items()}
+    got = perturb.crossings(model, params, "U", idx, vals, "float64")
+    want = plain_crossings(model, point, "U", idx, vals, "float64")
+    np.testing.assert_array_equal(got, want)
+    if step == 1.0:
+        assert want.any() and not want.all()

@@ -115,3 +115,29 @@ def test_layer_weights_match_autograd_for_every_reduction(reduction, inputs):
         # mean (sum) of |per-sample gradient| bounds |mean (sum) of the per-sample gradients|
         assert np.all(scale >= np.abs(exact.values["W1"]) * (1 - 1e-12))
         assert np.all(scale > 0)
+
+
+def test_local_partials_reuse_a_shape_for_other_symbols():
+    """Derivatives cached by an expression's shape hold for every element of that shape, whatever its names."""
+    from gradcheck.sources.symbolic.local import partials
+
+    a, b, c, t = sympy.symbols("a b c t", real=True)
+    z1, z0 = sympy.symbols("z1 z0", real=True)  # names that SymPy orders the other way round
+    first = partials(sympy.tanh(a + 2 * b) * c, {a, b, c})
+    again = partials(sympy.tanh(z1 + 2 * z0) * c, {z1, z0})
+    assert sympy.simplify(first[a] - sympy.diff(sympy.tanh(a + 2 * b) * c, a)) == 0
+    assert sympy.simplify(again[z1] - (1 - sympy.tanh(z1 + 2 * z0) ** 2) * c) == 0
+    assert sympy.simplify(again[z0] - 2 * (1 - sympy.tanh(z1 + 2 * z0) ** 2) * c) == 0
+    # with the tape's name for the expression, the derivative that repeats it is written in that name
+    named = partials(sympy.tanh(z1 + 2 * z0), {z1, z0}, t)
+    assert named == {z1: 1 - t**2, z0: 2 - 2 * t**2}
+
+
+def test_tape_sums_of_products_as_they_stand():
+    """w*w and w*x built without SymPy's canonical form still differentiate right: 2*w and x."""
+    from gradcheck.sources.symbolic.local import partials
+
+    w, x, y = sympy.symbols("w x y", real=True)
+    e = sympy.Add._from_args((sympy.Mul._from_args((w, w)), sympy.Mul._from_args((w, x)), y))
+    assert partials(e, {w, y}) == {w: 2 * w + x, y: 1}
+    assert tape.total([tape.times(w, x), tape.times(y, 1), tape.times(x, 3)]) == w * x + y + 3 * x

@@ -153,3 +153,41 @@ def test_entry_formulas_evaluate_to_the_gradient(hidden, monkeypatch):
         f = np.asarray(model.gradient_formula(name).tolist(), dtype=object)
         got = np.vectorize(lambda e: float(e.xreplace(subs)))(f)
         np.testing.assert_allclose(got, exact.values[name], rtol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_wide_sums_are_exact(reduction):
+    """A layer's wide sums (evaluated as exact integer dot products) equal the gradient in exact fractions.
+
+    The inputs cancel (1e16 and -1e16 beside small values) and span exponents from 1e-200
+    to 1e16, so any rounding before the last step would show; the exact gradient is
+    ``2 * (W @ x)_i * x_j`` per sample, in ``fractions.Fraction`` from the float64 inputs.
+    """
+    from fractions import Fraction
+
+    rng = np.random.default_rng(11)
+    width = 24  # more than codegen.WIDE terms per sum
+    W = rng.normal(size=(2, width))
+    x = rng.normal(size=(3, width))
+    x[0, :2] = [1e16, -1e16]
+    x[1, 3] = 1e-200
+    x[2, :] *= 2.0 ** rng.integers(-60, 60, size=width)
+    model = gc.Model.from_dict(
+        {
+            "params": {"W": W.tolist()},
+            "data": {"x": x.tolist()},
+            "model": {"loss": "sum((W @ x)**2)"},
+            "reduction": reduction,
+        }
+    )
+    got = symbolic.gradients(model, model.param_values()).values["W"]
+    per_sample = []
+    for s in range(3):
+        xs = [Fraction(float(v)) for v in x[s]]
+        h = [sum(Fraction(float(W[i, j])) * xs[j] for j in range(width)) for i in range(2)]
+        per_sample.append([[2 * h[i] * xs[j] for j in range(width)] for i in range(2)])
+    if reduction == "none":
+        want = np.array([[[float(v) for v in row] for row in g] for g in per_sample])
+    else:
+        want = np.array([[float(sum(g[i][j] for g in per_sample)) for j in range(width)] for i in range(2)])
+    np.testing.assert_array_equal(got, want)

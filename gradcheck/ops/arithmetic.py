@@ -115,7 +115,12 @@ def _sympy_matmul(S: Any, a: Any, b: Any, ra: int, rb: int) -> Any:
     out = np.empty((A2.shape[0], B2.shape[1]), dtype=object)
     for i in range(A2.shape[0]):
         for j in range(B2.shape[1]):
-            out[i, j] = S.Add(*[A2[i, t] * B2[t, j] for t in range(A2.shape[1])])
+            row = [(A2[i, t], B2[t, j]) for t in range(A2.shape[1])]
+            if len(row) > 1 and all(isinstance(x, S.Symbol) and isinstance(y, S.Symbol) and x is not y for x, y in row):
+                # products of distinct symbols (the symbolic tape's): nothing to collect, built as they stand
+                out[i, j] = S.Add._from_args([S.Mul._from_args((x, y), True) for x, y in row], True)
+            else:
+                out[i, j] = S.Add(*[x * y for x, y in row])
     return out.reshape(A.shape[:-1] + B.shape[1:])
 
 

@@ -353,7 +353,7 @@ def _conv(name: str, d: int, doc: str) -> None:
             lambda S, args, shapes, stride, padding: _conv_sympy(S, args[0], args[1], stride, padding, d),
             lambda M, args, shapes, stride, padding: _conv_mp(M, args[0], args[1], stride, padding, d),
             _conv_shape(d, name), doc,
-            incremental=inc.conv_kernel,
+            incremental=inc.conv,
             vjp=_conv_vjp(d),
             attrs=(
                 Attr("stride", 1, _INT_OR_INTS, "step between windows (one int, or one per axis)"),
@@ -393,7 +393,7 @@ _add(
             "SymPy: Heaviside(0) = 1/2 to each tied element; central difference: the average of both sides"
         ),
         analytic=False,
-        incremental=DENSE,
+        incremental=inc.pool,
         attrs=_POOL_ATTRS,
     )
 )  # fmt: skip
@@ -406,7 +406,7 @@ _add(
         lambda M, args, shapes, size, stride: _pool_mp(M, args[0], size, stride, "avg"),
         _pool_shape("avgpool2d"),
         "mean over each window of x `[C, H, W]` (as torch's `avg_pool2d`, no padding); `avgpool2d(x, 2)`",
-        incremental=DENSE,
+        incremental=inc.pool,
         vjp=lambda shapes, out, size=None, stride=None: (
             f"avgpool2d_backward(g, {_pool_kw(size, stride)}, shape={_lit(tuple(shapes[0]))})",
         ),

@@ -12,12 +12,17 @@ guarded, so one undefined value poisons only what depends on it.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .local import template
 from .numbers import DPS, ERRORS, Product
 from .tape import Tape, record
+
+#: A numbered slot in a printed shape (see ``_compile``).
+_SLOT = re.compile(r"_slot(\d+)_")
 
 if TYPE_CHECKING:
     from ...model import Model
@@ -64,7 +69,7 @@ def _namespace() -> dict[str, Any]:
     ns["_const"] = lambda p, q=1: np.full(1, mpmath.mpf(p) / q, dtype=object)
     ns["_ERRORS"] = ERRORS
 
-    def fdot(a: tuple[Any, ...], b: tuple[Any, ...]) -> Any:  # sum(a[k] * b[k]) per sample, rounded once
+    def slow_fdot(a: tuple[Any, ...], b: tuple[Any, ...]) -> Any:  # sum(a[k] * b[k]) per sample, rounded once
         pairs = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=object)) for v in a + b))
         rows = np.stack(pairs)
         k = len(a)
@@ -73,7 +78,55 @@ def _namespace() -> dict[str, Any]:
             out[s] = mpmath.fdot(zip(rows[(slice(0, k),) + s], rows[(slice(k, None),) + s]))
         return out
 
+    exact: dict[int, Any] = {}  # id(value) -> (value, mantissas, exponents): each column split once per run
+
+    def split(v: Any) -> Any:
+        """An object array of mpmath numbers as (integer mantissas, int64 exponents), ``None`` for nan or inf."""
+        got = exact.get(id(v))
+        if got is not None and got[0] is v:
+            return got
+        arr = np.atleast_1d(np.asarray(v, dtype=object)).reshape(-1)
+        mans = np.empty(arr.shape, dtype=object)
+        exps = np.empty(arr.shape, dtype=np.int64)
+        for i, x in enumerate(arr):
+            raw = getattr(x, "_mpf_", None)
+            if raw is None or (not raw[1] and raw[3]):  # not an mpf, or nan/inf
+                return None
+            sign, man, exp, _ = raw
+            mans[i], exps[i] = -man if sign else man, exp
+        exact[id(v)] = got = (v, mans, exps)
+        return got
+
+    def rows(parts: list[Any]) -> Any:
+        """``(k, n)`` mantissas and exponents, or ``(k, 1)`` where every value is one number."""
+        n = max(len(p[1]) for p in parts)
+        if all(len(p[1]) == n for p in parts):
+            return np.stack([p[1] for p in parts]), np.stack([p[2] for p in parts])
+        mans, exps = np.empty((len(parts), n), dtype=object), np.empty((len(parts), n), dtype=np.int64)
+        for i, p in enumerate(parts):
+            mans[i], exps[i] = p[1], p[2]
+        return mans, exps
+
+    def fdot(a: tuple[Any, ...], b: tuple[Any, ...]) -> Any:
+        """``sum(a[k] * b[k])`` per sample, exactly in integers, rounded once to the working precision.
+
+        Every mpmath number is ``mantissa * 2**exponent``: the products are exact
+        integer products, shifted to the smallest exponent of their sample and
+        summed exactly (what ``mpmath.fdot`` does, over all samples at once).
+        """
+        pa, pb = [split(v) for v in a], [split(v) for v in b]
+        if any(p is None for p in pa + pb):
+            return slow_fdot(a, b)
+        (ma, ea), (mb, eb) = rows(pa), rows(pb)
+        mans, exps = ma * mb, ea + eb  # (k, n)
+        low = exps.min(axis=0)
+        sums = (mans << (exps - low)).sum(axis=0)
+        return np.asarray(
+            [mpmath.ldexp(mpmath.mpf(m), int(e)) for m, e in zip(sums, np.broadcast_to(low, sums.shape))], dtype=object
+        )
+
     ns["_fdot"] = fdot
+    ns["_fdot_columns"] = exact
     return ns
 
 
@@ -141,7 +194,24 @@ def _compile(tape: Tape) -> None:
                 # sum of w*x: one exact dot product per sample
                 return f"_fdot(({', '.join(a.args[0].name for a in e.args)},), ({', '.join(a.args[1].name for a in e.args)},))"
             return " + ".join(show(a) for a in e.args)
-        return str(printer.doprint(e))
+        return printed(e)
+
+    shapes: dict[Any, list[Any]] = {}  # an expression's shape -> its printed text, cut at the operands
+
+    def printed(e: Any) -> str:
+        # Lines of the same shape (tanh(t + b) for each output) differ only in their
+        # symbols: the shape is printed once with numbered slots and filled in.
+        order: dict[Any, int] = {}
+        key = template(e, order)
+        parts = shapes.get(key)
+        if parts is None:
+            import sympy
+
+            slots = {s: sympy.Symbol(f"_slot{i}_", real=True) for s, i in order.items()}
+            text = str(printer.doprint(e.xreplace(slots)))
+            parts = shapes[key] = [int(p) if k % 2 else p for k, p in enumerate(_SLOT.split(text))]
+        names = [s.name for s in order]
+        return "".join(names[p] if isinstance(p, int) else p for p in parts)
 
     data = {s for _, _, s in tape.data}
 
@@ -195,7 +265,10 @@ def run(model: Model, tape: Tape, point: dict[str, np.ndarray]) -> list[Any]:
         d_args = [to_mp(np.asarray(model.data[k], np.float64)[(slice(None),) + idx]) for k, idx, _ in tape.data]
         try:
             with np.errstate(all="ignore"):
-                outs = tape.vectorized(p_args, d_args)
+                try:
+                    outs = tape.vectorized(p_args, d_args)
+                finally:
+                    tape.vectorized.__globals__["_fdot_columns"].clear()
             seen: dict[int, list[Any]] = {}  # one list per factor array (a layer's adjoints and data repeat)
 
             def factor(v: Any) -> list[Any]:

@@ -112,12 +112,30 @@ def formula(model: Model, name: str) -> Any:
     if name not in cache:
         if formula_in_entries(model):  # factored after the renaming, which would expand 2*(a + b) again
             g = _entry_formula(model, name)
-            tidy = lambda e: sympy.factor_terms(plain(e))  # noqa: E731
+            tidy = lambda e: _factored(plain(e))  # noqa: E731
         else:
             g, tidy = _inlined_formula(model, name), plain
         cache[name] = np.vectorize(tidy, otypes=[object])(g) if g.ndim else np.asarray(tidy(g.item()), dtype=object)
     g = cache[name]
     return g.item() if g.ndim == 0 else sympy.Array(g.tolist())
+
+
+def _factored(expr: Any) -> Any:
+    """``factor_terms(expr)``; a wide sum (a layer's terms) gets only its common number taken out.
+
+    ``factor_terms`` looks for common factors inside every term, seconds for a
+    conv's bias (8 sums of 196 terms); the terms of such a sum are distinct
+    positions with nothing in common but a number (``2*(...)`` of a squared error).
+    """
+    import sympy
+
+    if not (isinstance(expr, sympy.Add) and len(expr.args) > MAX_INLINE_TERMS):
+        return sympy.factor_terms(expr)
+    parts = [t.as_content_primitive() for t in expr.args]  # (number, the rest) per term
+    common = sympy.gcd_list([c for c, _ in parts])
+    if common in (0, 1):
+        return expr
+    return sympy.Mul(common, sympy.Add(*((c / common) * t for c, t in parts)), evaluate=False)
 
 
 def _inlined_formula(model: Model, name: str) -> np.ndarray:
@@ -211,7 +229,7 @@ def _entry_formula(model: Model, name: str) -> np.ndarray:
                 continue
             a = sympy.Add(*terms)
             e = exprs[idx] if isinstance(exprs[idx], sympy.Basic) else sympy.Integer(0) + exprs[idx]
-            for s, p in partials(e, active).items():
+            for s, p in partials(e, active, syms[idx]).items():
                 # Name the entry where its derivative repeats it (tanh' = 1 - h**2).
                 adjoint.setdefault(s, []).append((a * p).xreplace({e: syms[idx]}))
     back = dict(named)

@@ -58,10 +58,10 @@ def record(model: Model) -> Tape:
                 continue
             t = sympy.Symbol(f"t{len(lines)}", real=True)
             lines.append((t, e))
-            local = partials(e, active)
+            # The value reused where the derivative repeats it (tanh' = 1 - tanh**2).
+            local = partials(e, active, t)
             if local:
                 active.add(t)
-                # Reuse the value where the derivative repeats it (tanh' = 1 - tanh**2).
                 steps[t] = {s: _reuse(sympy.sympify(p), e, t) for s, p in local.items()}
             out[idx] = t
         return out if arr.shape else out[()]
@@ -90,7 +90,7 @@ def record(model: Model) -> Tape:
         pairs = contributions.pop(t, None)
         if not pairs or t not in steps:
             continue
-        adjoint = sympy.Add(*(a * p for a, p in pairs))
+        adjoint = total(times(a, p) for a, p in pairs)
         if not adjoint.is_Atom:
             g = sympy.Symbol(f"g{len(backward)}", real=True)
             backward.append((g, adjoint))
@@ -102,12 +102,8 @@ def record(model: Model) -> Tape:
     layout: list[tuple[str, tuple[int, ...]]] = []
     for name, syms in params.items():
         for s in syms.reshape(-1):
-            pairs = contributions.get(s, [])
-            if len(pairs) == 1 and all(isinstance(f, sympy.Symbol) for f in pairs[0]):
-                # g*x, a weight's whole derivative in a layer: printed as it stands, never simplified.
-                outputs.append(sympy.Mul(*pairs[0], evaluate=False))
-            else:
-                outputs.append(sympy.Add(*(a * p for a, p in pairs)))
+            # g*x, a weight's whole derivative in a layer, or a sum of such: as it stands, never simplified.
+            outputs.append(total(times(a, p) for a, p in contributions.get(s, [])))
         layout.append((name, syms.shape))
     data_inputs = [(k, idx, syms[idx]) for k, syms in data.items() for idx in np.ndindex(*syms.shape)]
     param_inputs = [s for syms in params.values() for s in syms.reshape(-1)]
@@ -117,3 +113,44 @@ def record(model: Model) -> Tape:
 def _reuse(partial: Any, expr: Any, t: Any) -> Any:
     """``partial`` with ``expr`` written as its symbol ``t`` (an atom has nothing to replace)."""
     return partial if partial.is_Atom else partial.xreplace({expr: t})
+
+
+def times(a: Any, p: Any) -> Any:
+    """``a * p``; a product of two distinct symbols (an adjoint times a weight or input) built as it stands.
+
+    SymPy's canonical ``Mul`` costs tens of microseconds (flattening, sorting,
+    collecting powers); two distinct symbols have nothing to collect.
+    """
+    import sympy
+
+    if p == 1:
+        return a
+    if isinstance(a, sympy.Symbol) and isinstance(p, sympy.Symbol) and a is not p:
+        return sympy.Mul._from_args((a, p), a.is_commutative and p.is_commutative)
+    return a * p
+
+
+def total(terms: Any) -> Any:
+    """The sum of ``terms``; one of symbols and products of two symbols (:func:`times`) built as it stands.
+
+    Such terms have nothing for SymPy to collect but repeats, which evaluate the
+    same either way; anything else takes the canonical ``Add``.
+    """
+    import sympy
+
+    terms = list(terms)
+    if not terms:
+        return sympy.Integer(0)
+    if len(terms) == 1:
+        return terms[0]  # a SymPy expression: times() keeps the adjoint's type
+    if all(_plain(t) for t in terms):
+        return sympy.Add._from_args(terms, all(t.is_commutative for t in terms))
+    return sympy.Add(*terms)
+
+
+def _plain(term: Any) -> bool:
+    import sympy
+
+    if isinstance(term, sympy.Symbol):
+        return True
+    return isinstance(term, sympy.Mul) and len(term.args) == 2 and all(isinstance(f, sympy.Symbol) for f in term.args)
