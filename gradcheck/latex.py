@@ -126,7 +126,7 @@ class _Printer:
         text, prec = self(node)
         return text if prec >= least else _paren(text)
 
-    def call(self, node: Node, head: str) -> str | tuple[str, int]:
+    def call(self, node: Node, head: str) -> tuple[str, int]:
         parts = [self(a)[0] for a in node.args]
         parts += [rf"\mathrm{{{_escape(k)}}}={_attr(v)}" for k, v in node.attrs]
         return head + _paren(", ".join(parts)), _ATOM
@@ -191,7 +191,7 @@ def _dot(p: _Printer, node: Node) -> tuple[str, int]:
     a, b = node.args
     if len(a.shape) == 1 and len(b.shape) == 1:
         return rf"{p.at(a, _POWER)}^{{\top}} \, {p.at(b, _MATRIX)}", _MATRIX
-    return p.call(node, r"\operatorname{dot}")  # type: ignore[return-value]
+    return p.call(node, r"\operatorname{dot}")
 
 
 def _outer(p: _Printer, node: Node) -> tuple[str, int]:
@@ -241,7 +241,7 @@ def _abs(p: _Printer, node: Node) -> tuple[str, int]:
 
 def _norm(p: _Printer, node: Node) -> tuple[str, int]:
     if node.attrs:
-        return p.call(node, r"\operatorname{norm}")  # type: ignore[return-value]
+        return p.call(node, r"\operatorname{norm}")
     return rf"\left\|{p(node.args[0])[0]}\right\|", _ATOM
 
 
