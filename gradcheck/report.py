@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .compare import Tolerance, Verdict, severity, worst
+from .display import error, number, short_value
 
 #: Tensors with at most this many elements get one table row per element.
 MAX_TABLE_ELEMENTS = 8
@@ -79,6 +80,14 @@ class GradientResult:
             return severity(self.values, self.verdicts[idx].status, idx)
 
         return max(self.verdicts, key=key) if self.verdicts else ()
+
+    def rows(self) -> list[tuple[tuple[int, ...], str]]:
+        """The table's rows, ``(index, label)``: every element of a small tensor, else the worst one."""
+        size = int(np.prod(self.values["symbolic"].shape, dtype=np.int64))
+        if size <= MAX_TABLE_ELEMENTS:
+            return [(idx, _label(self.name, idx)) for idx in self.verdicts]
+        idx = self.worst_index()
+        return [(idx, f"{_label(self.name, idx)} (worst of {size})")]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +168,8 @@ class Report:
     formula_lines: list[FormulaLine] = field(default_factory=list)
     #: K in directional mode (``gradients`` then holds ``direction[0]``, ...), else None.
     directions: int | None = None
+    #: Per param, ``\frac{\partial \ell}{\partial w} = ...``: the formula in LaTeX (notebooks show it).
+    formulas_latex: dict[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -202,8 +213,8 @@ class Report:
         extra = [s for s in self.sources if s not in ("symbolic", "autograd", "finite_difference")]
         for i, point in enumerate(self.points):
             where = "the model's values" if i == 0 else "random point"
-            params = ", ".join(f"{k} = {_short_value(v)}" for k, v in point.params.items())
-            console.print(Text(f"point {i} ({where}): {params}; loss = {_short_value(point.loss)}", style="bold"))
+            params = ", ".join(f"{k} = {short_value(v)}" for k, v in point.params.items())
+            console.print(Text(f"point {i} ({where}): {params}; loss = {short_value(point.loss)}", style="bold"))
             table = Table(show_edge=False, pad_edge=False, header_style="bold")
             table.add_column("param")
             for src in self.sources:
@@ -216,19 +227,13 @@ class Report:
             table.add_column("status")
             notes = []
             for g in point.gradients.values():
-                size = int(np.prod(g.values["symbolic"].shape, dtype=np.int64))
-                if size <= MAX_TABLE_ELEMENTS:
-                    rows = [(idx, _label(g.name, idx)) for idx in g.verdicts]
-                else:
-                    idx = g.worst_index()
-                    rows = [(idx, f"{_label(g.name, idx)} (worst of {size})")]
-                for idx, label in rows:
+                for idx, label in g.rows():
                     ref = float(g.values["symbolic"][idx])
                     cells = [label]
-                    cells += [_num(float(g.values[src][idx])) for src in self.sources]
+                    cells += [number(float(g.values[src][idx])) for src in self.sources]
                     for src in ["autograd", "finite_difference"] + extra:
-                        cells.append(_err(float(g.values[src][idx]) - ref))
-                    cells.append(_err(float(g.fd_error[idx])))
+                        cells.append(error(float(g.values[src][idx]) - ref))
+                    cells.append(error(float(g.fd_error[idx])))
                     verdict = g.verdicts[idx]
                     cells.append(verdict.status + (f" ({verdict.odd_one_out})" if verdict.odd_one_out else ""))
                     table.add_row(*cells, style=None if verdict.status == "agree" else colours[verdict.status])
@@ -274,9 +279,9 @@ class Report:
         table.add_column("status")
         for idx in shown:
             ref = float(h.values["symbolic"][idx])
-            cells = [h.label(idx)] + [_num(float(h.values[src][idx])) for src in sources]
-            cells += [_err(float(h.values[src][idx]) - ref) for src in sources[1:]]
-            cells.append(_err(float(h.fd_error[idx])))
+            cells = [h.label(idx)] + [number(float(h.values[src][idx])) for src in sources]
+            cells += [error(float(h.values[src][idx]) - ref) for src in sources[1:]]
+            cells.append(error(float(h.fd_error[idx])))
             verdict = h.verdicts[idx]
             cells.append(verdict.status + (f" ({verdict.odd_one_out})" if verdict.odd_one_out else ""))
             table.add_row(*cells, style=None if verdict.status == "agree" else colours[verdict.status])
@@ -296,23 +301,8 @@ class Report:
     def __str__(self) -> str:
         return self.table()
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: an HTML table with the formulas in LaTeX (see :mod:`gradcheck.display`)."""
+        from .display import report_html
 
-def _num(x: float) -> str:
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:.16g}"
-
-
-def _err(x: float) -> str:
-    if not math.isfinite(x):
-        return str(abs(x))
-    return f"{abs(x):.1e}"
-
-
-def _short_value(v: Any) -> str:
-    arr = np.asarray(v, dtype=np.float64)
-    if arr.ndim == 0:
-        return f"{float(arr):.10g}"
-    if arr.size <= 4:
-        return "[" + ", ".join(f"{x:.6g}" for x in arr.reshape(-1)) + "]"
-    return f"<{'x'.join(map(str, arr.shape))} tensor>"
+        return report_html(self)
