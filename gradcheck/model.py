@@ -145,6 +145,27 @@ class Model:
 
         return formulas.formula(self, name)
 
+    def gradient_expression(self, name: str) -> str:
+        """The derivative of the per-sample loss in param ``name`` as model-language text, in its shape.
+
+        A tensor form (``outer(p * sum(y) - y, x)``) built by reverse
+        accumulation with the op table's vector-Jacobian rules, naming the
+        model's entries; for a scalar param of a model whose entries are all
+        scalars, SymPy's simplified formula when that text is model language
+        (``2*x*(b + w*x - y)``). Either text, written as the param's
+        ``expected:``, agrees with the other sources. A :class:`ModelError`
+        names an op that has no tensor-form rule yet (see ``docs/model-file.md``).
+        """
+        if name not in self.params:
+            guess = close_match(name, self.params)
+            raise ModelError(
+                f"no parameter named {name!r}",
+                fix=f"did you mean {guess!r}?" if guess else "parameters: " + ", ".join(self.params),
+            )
+        from . import tensorgrad  # lazily, as gradient_formula: the derivation imports this module for types only
+
+        return tensorgrad.gradient_expression(self, name)
+
     def to_dict(self) -> dict[str, Any]:
         """The model as a dict that :meth:`from_dict` accepts (a model file's content)."""
         out: dict[str, Any] = {"name": self.name}

@@ -73,7 +73,12 @@ def test_structural_mpmath_forms(name):
     rng = np.random.default_rng(0)
     env = {"v": rng.normal(size=(4, 3)), "c": rng.normal(size=(4, 3)), "M": rng.normal(size=(4, 2, 3))}
     text = f"{name}(v, c)" if OPS[name].arity == 2 else f"{name}(v)"
-    text = {"trace": "trace(M)", "reshape": "reshape(M, [3, -1])"}.get(name, text)  # ops that need a matrix, a shape
+    text = {  # ops that need a matrix, a shape
+        "trace": "trace(M)",
+        "reshape": "reshape(M, [3, -1])",
+        "expand": "expand(v, [2, 3])",
+        "scatter": "scatter(v, shape=[6], start=[1], step=[2])",
+    }.get(name, text)
     _agree(*_both(text, env))
 
 

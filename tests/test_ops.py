@@ -54,7 +54,8 @@ def test_every_function_is_tested_here():
     logic = {"where", "sign", "clamp", "leaky_relu", "elu", "gelu", "silu", "softsign", "square"}
     structure = {"outer", "diag", "trace", "reshape", "flatten", "concat", "stack"}  # tests/test_ops_structure.py
     layers = {"conv1d", "conv2d", "maxpool2d", "avgpool2d"}  # tested in tests/test_ops_layers.py
-    assert set(FUNCTIONS) == set(UNARY) | binary | structural | logic | structure | layers
+    helpers = {"expand", "scatter"}  # the vector-Jacobian rules' helpers: tests/test_tensorgrad.py
+    assert set(FUNCTIONS) == set(UNARY) | binary | structural | logic | structure | layers | helpers
     assert {n for n, op in OPS.items() if not op.call} == {
         "add",
         "sub",

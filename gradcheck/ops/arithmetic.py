@@ -134,14 +134,56 @@ def _trailing_index(index: tuple[Any, ...], shape: Shape) -> tuple[Any, ...]:
     return index_key(index) + (slice(None),) * (len(shape) - len(index))
 
 
+# --- vector-Jacobian rules (see Op.vjp) -------------------------------------------------
+
+
+def _matmul_vjp(shapes: list[Shape], out: Shape) -> tuple[str, str]:
+    """``a @ b`` for each pair of ranks: matrix @ matrix, matrix @ vector, vector @ matrix, vector @ vector."""
+    ra, rb = len(shapes[0]), len(shapes[1])
+    if ra == 2 and rb == 2:
+        return ("g @ b.T", "a.T @ g")
+    if ra == 2:
+        return ("outer(g, b)", "a.T @ g")
+    if rb == 2:
+        return ("b @ g", "outer(a, g)")
+    return ("g * b", "g * a")
+
+
+def _index_vjp(shapes: list[Shape], out: Shape, index: tuple[Any, ...] = ()) -> tuple[str]:
+    """``g`` put back where the index took it from: zeros elsewhere (``scatter``)."""
+    shape = shapes[0]
+    keep, start, step = [], [], []
+    for item, size in zip(index, shape):
+        if isinstance(item, tuple):
+            r = range(size)[slice(*item)]
+            keep.append(len(r))
+            start.append(r.start)
+            step.append(r.step)
+        else:
+            keep.append(1)
+            start.append(item % size)
+            step.append(1)
+    rest = shape[len(index) :]
+    keep += rest
+    g = "g" if tuple(keep) == tuple(out) else f"reshape(g, {list(keep)})"
+    if tuple(keep) == tuple(shape):
+        return (g,)
+    attrs = f"shape={list(shape)}"
+    if any(start):
+        attrs += f", start={start}"
+    if any(s != 1 for s in step):
+        attrs += f", step={step}"
+    return (f"scatter({g}, {attrs})",)
+
+
 # Operators (written as syntax, not calls). Precedence as Python's: + - 1, * / @ 2, unary - 3,
 # ** 4 (right-associative; its exponent may be a unary minus), postfix .T and [i] 5.
-elementwise("add", 2, lambda N, a, b: a + b, lambda T, a, b: a + b, lambda S, a, b: a + b, lambda M, a, b: _mp(M, operator.add, a, b), "a + b", notation="infix", symbol="+", precedence=1, associative=True)  # fmt: skip
-elementwise("sub", 2, lambda N, a, b: a - b, lambda T, a, b: a - b, lambda S, a, b: a - b, lambda M, a, b: _mp(M, operator.sub, a, b), "a - b", notation="infix", symbol="-", precedence=1)  # fmt: skip
-elementwise("mul", 2, lambda N, a, b: a * b, lambda T, a, b: a * b, lambda S, a, b: a * b, lambda M, a, b: _mp(M, operator.mul, a, b), "a * b", notation="infix", symbol="*", precedence=2, associative=True)  # fmt: skip
-elementwise("div", 2, lambda N, a, b: a / b, lambda T, a, b: a / b, lambda S, a, b: a / b, lambda M, a, b: _mp(M, operator.truediv, a, b), "a / b", notation="infix", symbol="/", precedence=2)  # fmt: skip
-elementwise("pow", 2, lambda N, a, b: a**b, lambda T, a, b: a**b, lambda S, a, b: a**b, lambda M, a, b: _mp(M, operator.pow, a, b), "a ** b", notation="infix", symbol="**", precedence=4, right=True)  # fmt: skip
-elementwise("neg", 1, lambda N, a: -a, lambda T, a: -a, lambda S, a: -a, lambda M, a: _mp(M, operator.neg, a), "-a", notation="prefix", symbol="-", precedence=3)  # fmt: skip
+elementwise("add", 2, lambda N, a, b: a + b, lambda T, a, b: a + b, lambda S, a, b: a + b, lambda M, a, b: _mp(M, operator.add, a, b), "a + b", notation="infix", symbol="+", precedence=1, associative=True, vjp=("g", "g"))  # fmt: skip
+elementwise("sub", 2, lambda N, a, b: a - b, lambda T, a, b: a - b, lambda S, a, b: a - b, lambda M, a, b: _mp(M, operator.sub, a, b), "a - b", notation="infix", symbol="-", precedence=1, vjp=("g", "-g"))  # fmt: skip
+elementwise("mul", 2, lambda N, a, b: a * b, lambda T, a, b: a * b, lambda S, a, b: a * b, lambda M, a, b: _mp(M, operator.mul, a, b), "a * b", notation="infix", symbol="*", precedence=2, associative=True, vjp=("g * b", "g * a"))  # fmt: skip
+elementwise("div", 2, lambda N, a, b: a / b, lambda T, a, b: a / b, lambda S, a, b: a / b, lambda M, a, b: _mp(M, operator.truediv, a, b), "a / b", notation="infix", symbol="/", precedence=2, vjp=("g / b", "-g * a / b**2"))  # fmt: skip
+elementwise("pow", 2, lambda N, a, b: a**b, lambda T, a, b: a**b, lambda S, a, b: a**b, lambda M, a, b: _mp(M, operator.pow, a, b), "a ** b", notation="infix", symbol="**", precedence=4, right=True, vjp=("g * b * a**(b - 1)", "g * out * log(a)"))  # fmt: skip
+elementwise("neg", 1, lambda N, a: -a, lambda T, a: -a, lambda S, a: -a, lambda M, a: _mp(M, operator.neg, a), "-a", notation="prefix", symbol="-", precedence=3, vjp=("-g",))  # fmt: skip
 structural(
     "matmul", 2,
     lambda N, args, shapes: _matmul(N, args[0], args[1], len(shapes[0]), len(shapes[1])),
@@ -149,7 +191,7 @@ structural(
     lambda S, args, shapes: _matmul(S, args[0], args[1], len(shapes[0]), len(shapes[1])),
     lambda M, args, shapes: _mp_matmul(M, args[0], args[1], len(shapes[0]), len(shapes[1])),
     _matmul_shape, "a @ b: matrix product of vectors and matrices",
-    incremental=inc.matvec, notation="infix", symbol="@", precedence=2,
+    incremental=inc.matvec, notation="infix", symbol="@", precedence=2, vjp=_matmul_vjp,
 )  # fmt: skip
 structural(
     "T", 1,
@@ -158,7 +200,7 @@ structural(
     lambda S, args, shapes: args[0] if len(shapes[0]) < 2 else args[0].T,
     lambda M, args, shapes: args[0] if len(shapes[0]) < 2 else _object(args[0]).swapaxes(-1, -2),
     _transpose_shape, "M.T: transpose (a vector is unchanged)",
-    incremental=inc.transpose, notation="postfix", symbol=".T", precedence=5,
+    incremental=inc.transpose, notation="postfix", symbol=".T", precedence=5, vjp=("g.T",),
 )  # fmt: skip
 structural(
     "index", 1,
@@ -168,5 +210,5 @@ structural(
     lambda M, args, shapes, index: _object(_object(args[0])[(Ellipsis,) + _trailing_index(index, shapes[0])]),
     lambda shape, index=(): index_shape(shape, index),
     "v[i], M[i, j], v[1:3], M[:, 0]: integer constant indices and slices (positive steps: v[::2])",
-    incremental=inc.moves, attrs=(Attr("index", (), ("ints",)),), notation="index", symbol="[]", precedence=5,
+    incremental=inc.moves, attrs=(Attr("index", (), ("ints",)),), notation="index", symbol="[]", precedence=5, vjp=_index_vjp,
 )  # fmt: skip

@@ -107,6 +107,10 @@ def _show(value: Any) -> str:
 
 
 Rule = Callable[..., Any]
+#: An op's vector-Jacobian rule (see :attr:`Op.vjp`): one model-language template per operand
+#: (``None`` or ``"0"``: no gradient flows there), or a function of the operands' shapes and the
+#: attributes that returns such a tuple; ``None`` for an op that has no rule yet.
+Vjp = tuple[str | None, ...] | Callable[..., tuple[str | None, ...]] | None
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,19 @@ class Op:
     change of sign); an elementwise one takes the aligned operands and
     returns one value per output element (see :meth:`kink_at`,
     :meth:`kink_rank`).
+
+    ``vjp`` is the op's vector-Jacobian rule, written in the model language as
+    HIPS autograd writes one ``defvjp`` line per primitive: one template per
+    operand, the derivative of ``sum(g * op(a, b, ...))`` in that operand,
+    with the placeholders ``g`` (the cotangent, in the shape of the result),
+    ``out`` (the op's result) and ``a``, ``b``, ``c`` (the operands), and
+    ``{attr}`` for an attribute's value (``"g * where(a > 0, 1, {slope})"``).
+    ``None`` (or ``"0"``) says no gradient flows into that operand. Where the
+    text depends on the shapes, ``vjp`` is a function
+    ``vjp(shapes, out_shape, **attrs)`` returning the templates. An
+    elementwise rule may give a result of the broadcast shape: the derivation
+    sums it back over the broadcast axes (:mod:`gradcheck.tensorgrad`). A
+    kinked op's rule follows its ``convention`` (torch's value at the kink).
     """
 
     name: str
@@ -167,6 +184,7 @@ class Op:
     associative: bool = False
     builtin: bool = True
     spelling: str = ""
+    vjp: Vjp = None
     defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -387,6 +405,7 @@ def elementwise(
     precedence: int = 0,
     right: bool = False,
     associative: bool = False,
+    vjp: Vjp = None,
 ) -> None:
     """Add an elementwise (broadcasting) op; it gets the shared elementwise perturbation rule."""
     _add(
@@ -394,7 +413,7 @@ def elementwise(
             name, arity, "elementwise", numpy, torch, sympy, mpmath, _broadcast_rule, doc,
             kink=kink, kink_doc=kink_doc, convention=convention, analytic=analytic,
             incremental=inc.elementwise, attrs=attrs, notation=notation, symbol=symbol,
-            precedence=precedence, right=right, associative=associative,
+            precedence=precedence, right=right, associative=associative, vjp=vjp,
         )
     )  # fmt: skip
 
@@ -420,6 +439,7 @@ def structural(
     kink_doc: str = "",
     convention: str = "",
     analytic: bool = True,
+    vjp: Vjp = None,
 ) -> None:
     """Add a structural op (reductions, products, indexing); ``incremental`` is its rule or :data:`DENSE`.
 
@@ -432,7 +452,7 @@ def structural(
             name, arity, "structural", numpy, torch, sympy, mpmath, shape, doc,
             incremental=incremental, attrs=attrs, variadic=variadic, notation=notation,
             symbol=symbol, precedence=precedence, spelling=spelling, kink=kink, kink_doc=kink_doc,
-            convention=convention, analytic=analytic,
+            convention=convention, analytic=analytic, vjp=vjp,
         )
     )  # fmt: skip
 

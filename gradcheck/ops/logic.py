@@ -184,21 +184,21 @@ for _name, _symbol, _fn, _kind, _flip in (
         lambda M, a, b, fn=_fn: _m_compare(M, fn, a, b),
         f"a {_symbol} b: 1.0 where it holds, else 0.0",
         kink=lambda N, a, b: a - b, kink_doc="where a = b", convention=_CMP_CONVENTION, analytic=False,
-        notation="infix", symbol=_symbol, precedence=0,
+        notation="infix", symbol=_symbol, precedence=0, vjp=(None, None),
     )  # fmt: skip
 
 elementwise(
     "where", 3, lambda N, c, a, b: _np_where(N, c, a, b), lambda T, c, a, b: _t_where(T, c, a, b),
     lambda S, c, a, b: _s_where(S, c, a, b), lambda M, c, a, b: _m_where(M, c, a, b),
     "b where a is nonzero, else c (broadcasting); the gradient flows only through the branch taken. "
-    "Its kink is its condition's: write the condition as a comparison (`x > 0`), which has a kink where its sides are equal",
+    "Its kink is its condition's: write the condition as a comparison (`x > 0`), which has a kink where its sides are equal", vjp=(None, "where(a, g, 0)", "where(a, 0, g)"),
 )  # fmt: skip
 elementwise(
     "sign", 1, lambda N, x: N.sign(N.real(x)), lambda T, x: T.sign(x), lambda S, x: _each(_flat(S)["sign"], x),
     lambda M, x: _mp(M, M.sign, x),
     "-1, 0 or 1 as x is negative, zero or positive; derivative 0",
     kink=lambda N, x: x, kink_doc="at 0", analytic=False,
-    convention="torch: sign'(0) = 0; SymPy: derivative 0 (the jump is not differentiated); central difference: the jump over the step, 2 / 2h",
+    convention="torch: sign'(0) = 0; SymPy: derivative 0 (the jump is not differentiated); central difference: the jump over the step, 2 / 2h", vjp=(None,),
 )  # fmt: skip
 elementwise(
     "clamp", 3, lambda N, x, lo, hi: N.minimum(N.maximum(x, lo), hi), lambda T, x, lo, hi: _t_clamp(T, x, lo, hi),
@@ -207,5 +207,5 @@ elementwise(
     "a limited to the interval [b, c]: min(max(a, b), c)",
     kink=lambda N, x, lo, hi: (x - lo) * (x - hi), kink_doc="where a = b and where a = c", analytic=False,
     convention="torch: at a bound the gradient goes to a (1), none to the bound; SymPy: Heaviside(0) = 1/2 to each side; "
-    "central difference: the average of both sides",
+    "central difference: the average of both sides", vjp=("g * (a >= b) * (a <= c)", "g * (a < b)", "g * (a > c)"),
 )  # fmt: skip

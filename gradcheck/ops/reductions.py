@@ -316,6 +316,93 @@ def _mp_extreme_form(M: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, to
     return _objects_reduce(x, shape, axis, keepdims, lambda items: _mp_extreme(M, items, max if top else min))
 
 
+# --- vector-Jacobian rules (see Op.vjp) -------------------------------------------------
+
+
+def _list(values: Any) -> str:
+    return "[" + ", ".join(map(str, values)) + "]"
+
+
+def _axis_text(shape: Shape, axes: tuple[int, ...]) -> str:
+    """``axis=...`` for the reduced ``axes`` of a value of ``shape`` ('' for all of them)."""
+    if axes == tuple(range(len(shape))):
+        return ""
+    return f", axis={axes[0] if len(axes) == 1 else _list(axes)}"
+
+
+def _kept(name: str, shape: Shape, axis: Any, keepdims: bool) -> str:
+    """``name`` (a reduction's result or cotangent) as it broadcasts against the reduced value.
+
+    With ``keepdims``, or when the reduced axes lead, it broadcasts as it is;
+    otherwise it is reshaped to the kept shape (a size-1 axis for each reduced one).
+    """
+    axes = axes_of(shape, axis)
+    if keepdims or axes == tuple(range(len(axes))):
+        return name
+    return f"reshape({name}, {_list(_reduced(shape, axes, True))})"
+
+
+def _spread(text: str, shape: Shape, out: Shape) -> str:
+    """``text`` broadcast to ``shape`` (unless it has that shape: the result's shape ``out`` is the reduced one)."""
+    return text if out == shape else f"expand({text}, {_list(shape)})"
+
+
+def _sum_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool = False) -> tuple[str]:
+    return (_spread(_kept("g", shapes[0], axis, keepdims), shapes[0], out),)
+
+
+def _mean_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool = False) -> tuple[str]:
+    return (f"{_spread(_kept('g', shapes[0], axis, keepdims), shapes[0], out)} / {_count(shapes[0], axis)}",)
+
+
+def _var_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool = False) -> tuple[str]:
+    shape = shapes[0]
+    if not shape:
+        return ("0",)
+    axes = _axis_text(shape, axes_of(shape, axis))
+    g = _kept("g", shape, axis, keepdims)
+    return (f"2 * {g} * (a - mean(a{axes}, keepdims=True)) / {_count(shape, axis)}",)
+
+
+def _norm_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool = False) -> tuple[str]:
+    return (f"{_kept('g', shapes[0], axis, keepdims)} * a / {_kept('out', shapes[0], axis, keepdims)}",)
+
+
+def _logsumexp_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool = False) -> tuple[str]:
+    return (f"{_kept('g', shapes[0], axis, keepdims)} * exp(a - {_kept('out', shapes[0], axis, keepdims)})",)
+
+
+def _along(shape: Shape, axis: int) -> str:
+    """``, axis=k, keepdims=True`` for a sum along one axis that broadcasts back ('' for a vector)."""
+    return "" if len(shape) == 1 else f", axis={axis}, keepdims=True"
+
+
+def _softmax_vjp(shapes: list[Shape], out: Shape, axis: int = -1) -> tuple[str]:
+    return (f"out * (g - sum(g * out{_along(shapes[0], axis)}))",)
+
+
+def _log_softmax_vjp(shapes: list[Shape], out: Shape, axis: int = -1) -> tuple[str]:
+    return (f"g - exp(out) * sum(g{_along(shapes[0], axis)})",)
+
+
+def _extreme_vjp(shape: Shape, axis: Any, keepdims: bool, compare: str) -> tuple[str]:
+    """The gradient goes to the extreme element, split evenly among ties (torch's ``amax``)."""
+    axes = axes_of(shape, axis)
+    hit = f"(a {compare} {_kept('out', shape, axis, keepdims)})"
+    count = (
+        f"sum({hit[1:-1]})" if len(axes) == len(shape) else f"sum({hit[1:-1]}{_axis_text(shape, axes)}, keepdims=True)"
+    )
+    return (f"{_kept('g', shape, axis, keepdims)} * {hit} / {count}",)
+
+
+def _amax_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool = False) -> tuple[str]:
+    return _extreme_vjp(shapes[0], axis, keepdims, ">=")
+
+
+def _amin_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool = False) -> tuple[str]:
+    return _extreme_vjp(shapes[0], axis, keepdims, "<=")
+
+
 # Reductions and vector functions.
 structural(
     "sum", 1,
@@ -323,7 +410,7 @@ structural(
     lambda T, args, shapes, **k: _rsum(T, args[0], shapes[0], **k),
     lambda S, args, shapes, **k: _sympy_sum(S, args[0], shapes[0], **k),
     lambda M, args, shapes, **k: _mp_rsum(M, args[0], shapes[0], **k),
-    _reduce_shape, "sum of the elements (over `axis`, default all)", incremental=inc.changed_sum, attrs=REDUCE,
+    _reduce_shape, "sum of the elements (over `axis`, default all)", incremental=inc.changed_sum, attrs=REDUCE, vjp=_sum_vjp,
 )  # fmt: skip
 structural(
     "mean", 1,
@@ -331,7 +418,7 @@ structural(
     lambda T, args, shapes, **k: _mean(T, args[0], shapes[0], **k),
     lambda S, args, shapes, **k: _object(_sympy_sum(S, args[0], shapes[0], **k) / S.Integer(_count(shapes[0], k["axis"]))),
     lambda M, args, shapes, **k: _mp(M, operator.truediv, _mp_rsum(M, args[0], shapes[0], **k), M.mpf(_count(shapes[0], k["axis"]))),
-    _nonempty_shape, "mean of the elements (over `axis`, default all)", incremental=inc.changed_mean, attrs=REDUCE,
+    _nonempty_shape, "mean of the elements (over `axis`, default all)", incremental=inc.changed_mean, attrs=REDUCE, vjp=_mean_vjp,
 )  # fmt: skip
 structural(
     "var", 1,
@@ -340,7 +427,7 @@ structural(
     lambda S, args, shapes, **k: _sympy_var(S, args[0], shapes[0], **k),
     lambda M, args, shapes, **k: _mp_var(M, args[0], shapes[0], **k),
     _nonempty_shape, "population variance mean((v - mean(v))**2), as `numpy.var` (over `axis`, default all)",
-    incremental=DENSE, attrs=REDUCE,
+    incremental=DENSE, attrs=REDUCE, vjp=_var_vjp,
 )  # fmt: skip
 structural(
     "dot", 2,
@@ -348,7 +435,7 @@ structural(
     lambda T, args, shapes: _sum(T, args[0] * args[1], 1),
     lambda S, args, shapes: _object(_sum(S, args[0] * args[1], 1)),
     lambda M, args, shapes: _mp_sum(_mp(M, operator.mul, args[0], args[1]), 1),
-    _dot_shape, "dot product of two vectors of one length", incremental=inc.dot,
+    _dot_shape, "dot product of two vectors of one length", incremental=inc.dot, vjp=("g * b", "g * a"),
 )  # fmt: skip
 structural(
     "norm", 1,
@@ -356,7 +443,7 @@ structural(
     lambda T, args, shapes, **k: _norm(T, args[0], shapes[0], **k),
     lambda S, args, shapes, **k: _each(S.sqrt, _sympy_sum(S, args[0] * args[0], shapes[0], **k)),
     lambda M, args, shapes, **k: _mp(M, M.sqrt, _mp_rsum(M, _mp(M, operator.mul, args[0], args[0]), shapes[0], **k)),
-    _reduce_shape, "Euclidean norm sqrt(sum(v**2)) (over `axis`, default all)", incremental=DENSE, attrs=REDUCE,
+    _reduce_shape, "Euclidean norm sqrt(sum(v**2)) (over `axis`, default all)", incremental=DENSE, attrs=REDUCE, vjp=_norm_vjp,
 )  # fmt: skip
 structural(
     "logsumexp", 1,
@@ -365,7 +452,7 @@ structural(
     lambda S, args, shapes, **k: _rlogsumexp(S, args[0], shapes[0], **k),
     lambda M, args, shapes, **k: _mp_logsumexp(M, args[0], shapes[0], **k),
     _nonempty_shape, "log(sum(exp(v))), computed without overflow (over `axis`, default all)",
-    incremental=DENSE, attrs=REDUCE,
+    incremental=DENSE, attrs=REDUCE, vjp=_logsumexp_vjp,
 )  # fmt: skip
 structural(
     "softmax", 1,
@@ -373,7 +460,7 @@ structural(
     lambda T, args, shapes, axis: _softmax(T, args[0], shapes[0], axis),
     lambda S, args, shapes, axis: _softmax(S, args[0], shapes[0], axis),
     lambda M, args, shapes, axis: _mp_softmax(M, args[0], shapes[0], axis),
-    _along_shape, "exp(v) / sum(exp(v)) along `axis` (default the last)", incremental=DENSE, attrs=(ONE_AXIS,),
+    _along_shape, "exp(v) / sum(exp(v)) along `axis` (default the last)", incremental=DENSE, attrs=(ONE_AXIS,), vjp=_softmax_vjp,
 )  # fmt: skip
 structural(
     "log_softmax", 1,
@@ -382,7 +469,7 @@ structural(
     lambda S, args, shapes, axis: _softmax(S, args[0], shapes[0], axis, log=True),
     lambda M, args, shapes, axis: _mp_softmax(M, args[0], shapes[0], axis, log=True),
     _along_shape, "v - logsumexp(v) along `axis` (default the last), computed without overflow",
-    incremental=DENSE, attrs=(ONE_AXIS,),
+    incremental=DENSE, attrs=(ONE_AXIS,), vjp=_log_softmax_vjp,
 )  # fmt: skip
 for _name, _top in (("amax", True), ("amin", False)):
     _word = "largest" if _top else "smallest"
@@ -401,5 +488,5 @@ for _name, _top in (("amax", True), ("amin", False)):
             f"{'Max' if _top else 'Min'}) give each half the gradient; at ties of three or more torch gives "
             "each 1/k, SymPy each 1/2"
         ),
-        analytic=False,
+        analytic=False, vjp=_amax_vjp if _top else _amin_vjp,
     )  # fmt: skip

@@ -240,6 +240,156 @@ def _stack(mod: Any, args: list[Any], shapes: list[Shape], axis: int) -> Any:
     return np.stack(arrs, axis=last)
 
 
+# --- expand and scatter (the helpers the vector-Jacobian rules need) -------------------
+
+
+def _expand_shape(a: Shape, shape: tuple[int, ...] | None = None) -> Shape:
+    if shape is None:
+        raise fixed("expand needs the shape to broadcast to", "write expand(v, [2, 3])")
+    shape = tuple(shape)
+    if len(a) > len(shape) or any(n not in (1, m) for n, m in zip(a[::-1], shape[::-1])):
+        raise fixed(
+            f"shape {list(a)} does not broadcast to {list(shape)}",
+            "expand broadcasts as NumPy does: each trailing size must be 1 or the new size",
+        )
+    if len(shape) > MAX_RANK or any(n < 1 for n in shape):
+        raise fixed(f"expand to {list(shape)}: sizes must be positive, at most {MAX_RANK} axes", "check the shape")
+    return shape
+
+
+def _expand(mod: Any, x: Any, shape: Shape, target: Shape) -> Any:
+    """``x`` broadcast to ``target`` (per sample), batch axes kept in front."""
+    arr = _array(mod, x)
+    if mod.__name__ == "torch":
+        batch = tuple(arr.shape[: arr.dim() - len(shape)])
+        lifted = arr.reshape(batch + (1,) * (len(target) - len(shape)) + tuple(shape))
+        return lifted.expand(batch + tuple(target))
+    import numpy as np
+
+    batch = arr.shape[: arr.ndim - len(shape)]
+    lifted = arr.reshape(batch + (1,) * (len(target) - len(shape)) + tuple(shape))
+    return np.broadcast_to(lifted, batch + tuple(target)).copy()
+
+
+def _region(shape: Shape, start: tuple[int, ...] | None, step: tuple[int, ...] | None) -> tuple[slice, ...]:
+    start = tuple(start or ())
+    step = tuple(step or ())
+    return tuple(
+        slice(start[i] if i < len(start) else 0, None, step[i] if i < len(step) else 1) for i in range(len(shape))
+    )
+
+
+def _scatter_shape(
+    a: Shape, shape: tuple[int, ...] | None = None, start: tuple[int, ...] | None = None, step: Any = None
+) -> Shape:
+    if shape is None:
+        raise fixed("scatter needs the shape of the result", "write scatter(v, shape=[4, 3], start=[1, 0])")
+    shape = tuple(shape)
+    for what, given in (("start", start), ("step", step)):
+        if given is not None and len(given) > len(shape):
+            raise fixed(f"scatter: {what}= has more entries than shape= has axes", "give one per leading axis")
+    if len(a) != len(shape):
+        raise fixed(
+            f"scatter puts a value of shape {list(a)} into shape {list(shape)}: the ranks differ",
+            "reshape the value to the result's rank first (a size-1 axis for an indexed one)",
+        )
+    if any(n < 1 for n in shape) or any(s < 1 for s in (step or ())):
+        raise fixed("scatter: sizes and steps must be positive", "check shape= and step=")
+    for n, size, sl in zip(a, shape, _region(shape, start, step)):
+        if not 0 <= sl.start < size or len(range(size)[sl]) < n:
+            raise fixed(
+                f"scatter: a value of shape {list(a)} does not fit into shape {list(shape)} at start={list(start or ())}",
+                "each axis needs start + step * (size - 1) inside the result",
+            )
+    return shape
+
+
+def _scatter(mod: Any, x: Any, shape: Shape, target: Shape, start: Any, step: Any) -> Any:
+    """Zeros of ``target`` with ``x`` written at ``start`` every ``step`` (per sample)."""
+    arr = _array(mod, x)
+    rank = arr.dim() if mod.__name__ == "torch" else arr.ndim
+    batch = tuple(arr.shape[: rank - len(shape)])
+    key = (Ellipsis,) + tuple(
+        slice(sl.start, sl.start + sl.step * (n - 1) + 1, sl.step) for n, sl in zip(shape, _region(target, start, step))
+    )
+    if mod.__name__ == "torch":
+        out = mod.zeros(batch + tuple(target), dtype=arr.dtype)
+        out[key] = arr
+        return out
+    import numpy as np
+
+    if _exact(mod):
+        zero = mod.Integer(0) if mod.__name__ == "sympy" else mod.mpf(0)
+        out = np.full(batch + tuple(target), zero, dtype=object)
+    else:
+        out = np.zeros(batch + tuple(target), dtype=arr.dtype)
+    out[key] = arr
+    return out
+
+
+# --- vector-Jacobian rules (see Op.vjp) ---------------------------------------------
+
+
+def _list(values: Any) -> str:
+    return "[" + ", ".join(map(str, values)) + "]"
+
+
+def _reduce_back(shape: Shape, out: Shape) -> str:
+    """``g`` of shape ``out`` summed back to ``shape`` (that ``expand`` broadcast to ``out``)."""
+    lead = len(out) - len(shape)
+    axes = list(range(lead))
+    ones = [lead + i for i, n in enumerate(shape) if n == 1 and out[lead + i] != 1]
+    text = "g"
+    if ones:
+        text = f"sum(g, axis={_list(axes + ones)}, keepdims=True)"
+        if axes:
+            text = f"reshape({text}, {_list(shape)})" if shape else f"sum({text})"
+    elif axes:
+        text = f"sum(g, axis={_list(axes)})" if shape else "sum(g)"
+    return text
+
+
+def _diag_vjp(shapes: list[Shape], out: Shape) -> tuple[str]:
+    a = shapes[0]
+    if len(a) == 1 or a[0] == a[1]:
+        return ("diag(g)",)
+    return (f"scatter(diag(g), shape={_list(a)})",)
+
+
+def _trace_vjp(shapes: list[Shape], out: Shape) -> tuple[str]:
+    a = shapes[0]
+    eye = f"diag(expand(g, [{min(a)}]))"
+    return (eye if a[0] == a[1] else f"scatter({eye}, shape={_list(a)})",)
+
+
+def _reshape_vjp(shapes: list[Shape], out: Shape, shape: Any = None) -> tuple[str]:
+    a = shapes[0]
+    if tuple(a) == tuple(out):
+        return ("g",)
+    if not a:
+        return ("g[0]" if len(out) == 1 else f"g[{', '.join('0' * len(out))}]",)
+    return (f"reshape(g, {_list(a)})",)
+
+
+def _part(rank: int, axis: int, item: str) -> str:
+    k = axis % rank
+    return "g[" + ", ".join([":"] * k + [item]) + "]"
+
+
+def _concat_vjp(shapes: list[Shape], out: Shape, axis: int = 0) -> tuple[str, ...]:
+    k = axis % len(out)
+    parts, lo = [], 0
+    for s in shapes:
+        hi = lo + s[k]
+        parts.append(_part(len(out), axis, f"{lo}:{hi}"))
+        lo = hi
+    return tuple(parts)
+
+
+def _stack_vjp(shapes: list[Shape], out: Shape, axis: int = 0) -> tuple[str, ...]:
+    return tuple(_part(len(out), axis, str(i)) for i in range(len(shapes)))
+
+
 # --- the entries ----------------------------------------------------------------
 
 _AXIS = Attr("axis", 0, ("int",), "the per-sample axis (negative counts from the last)")
@@ -253,37 +403,61 @@ def _forms(fn: Any) -> tuple[Any, Any, Any, Any]:
 structural(
     "outer", 2,
     *_forms(lambda mod, args, shapes: _outer(mod, args[0], args[1])),
-    _outer_shape, "outer product of two vectors: the matrix a[i] * b[j]", incremental=DENSE,
+    _outer_shape, "outer product of two vectors: the matrix a[i] * b[j]", incremental=DENSE, vjp=("g @ b", "g.T @ a"),
 )  # fmt: skip
 structural(
     "diag", 1,
     *_forms(lambda mod, args, shapes: _diag(mod, args[0], shapes[0])),
-    _diag_shape, "a vector's diagonal matrix; a matrix's diagonal (a vector)", incremental=inc.moves,
+    _diag_shape, "a vector's diagonal matrix; a matrix's diagonal (a vector)", incremental=inc.moves, vjp=_diag_vjp,
 )  # fmt: skip
 structural(
     "trace", 1,
     *_forms(lambda mod, args, shapes: _trace(mod, args[0])),
-    _trace_shape, "sum of a matrix's diagonal", incremental=DENSE,
+    _trace_shape, "sum of a matrix's diagonal", incremental=DENSE, vjp=_trace_vjp,
 )  # fmt: skip
 structural(
     "reshape", 1,
     *_forms(lambda mod, args, shapes, shape: _reshape(mod, args[0], shapes[0], _target(shapes[0], shape))),
     _reshape_shape, "the same elements in a new shape, row by row: reshape(x, [2, 3]); one size may be -1",
-    incremental=inc.moves, attrs=(Attr("shape", None, ("ints",), "the new per-sample shape"),),
+    incremental=inc.moves, attrs=(Attr("shape", None, ("ints",), "the new per-sample shape"),), vjp=_reshape_vjp,
 )  # fmt: skip
 structural(
     "flatten", 1,
     *_forms(lambda mod, args, shapes: _reshape(mod, args[0], shapes[0], (_size(shapes[0]),))),
-    lambda a: (_size(a),), "the elements as a vector, row by row", incremental=inc.moves,
+    lambda a: (_size(a),), "the elements as a vector, row by row", incremental=inc.moves, vjp=_reshape_vjp,
 )  # fmt: skip
 structural(
     "concat", 2,
     *_forms(lambda mod, args, shapes, axis: _concat(mod, args, shapes, axis)),
     _concat_shape, "arrays joined along an existing axis (the others must agree)",
-    incremental=inc.moves, attrs=(_AXIS,), variadic=True,
+    incremental=inc.moves, attrs=(_AXIS,), variadic=True, vjp=_concat_vjp,
 )  # fmt: skip
 structural(
     "stack", 2,
     *_forms(lambda mod, args, shapes, axis: _stack(mod, args, shapes, axis)),
-    _stack_shape, "equal shapes side by side along a new axis", incremental=inc.moves, attrs=(_AXIS,), variadic=True,
+    _stack_shape, "equal shapes side by side along a new axis", incremental=inc.moves, attrs=(_AXIS,), variadic=True, vjp=_stack_vjp,
+)  # fmt: skip
+structural(
+    "expand", 1,
+    *_forms(lambda mod, args, shapes, shape: _expand(mod, args[0], shapes[0], _expand_shape(shapes[0], shape))),
+    _expand_shape, "v broadcast to `shape` as NumPy broadcasts (trailing axes line up): expand(g, [2, 3])",
+    incremental=DENSE, attrs=(Attr("shape", None, ("ints",), "the per-sample shape to broadcast to"),),
+    vjp=lambda shapes, out, shape=None: (_reduce_back(shapes[0], tuple(out)),),
+)  # fmt: skip
+structural(
+    "scatter", 1,
+    *_forms(lambda mod, args, shapes, shape, start, step: _scatter(mod, args[0], shapes[0], tuple(shape), start, step)),
+    _scatter_shape,
+    "zeros of `shape` with v written from `start` every `step` along each leading axis (what indexing takes out): "
+    "scatter(v, shape=[5], start=[1], step=[2])",
+    incremental=DENSE,
+    attrs=(
+        Attr("shape", None, ("ints",), "the shape of the result"),
+        Attr("start", None, ("ints",), "where v starts along each leading axis (default 0)"),
+        Attr("step", None, ("ints",), "the step along each leading axis (default 1)"),
+    ),
+    vjp=lambda shapes, out, shape=None, start=None, step=None: (
+        "g[" + ", ".join(f"{sl.start}:{sl.start + sl.step * (n - 1) + 1}" + (f":{sl.step}" if sl.step != 1 else "")
+                         for n, sl in zip(shapes[0], _region(tuple(out), start, step))) + "]",
+    ),
 )  # fmt: skip

@@ -1,0 +1,512 @@
+"""Tensor-form derivatives: each param's gradient as one expression of the model language.
+
+Reverse accumulation over the model's IR at tensor level. The per-sample loss
+gets the cotangent ``1``; each model entry, from the loss back to the first,
+passes its accumulated cotangent ``g`` through its expression, op by op, with
+the op's vector-Jacobian rule from the op table (``Op.vjp``: model-language
+templates in ``g``, ``out`` and the operands ``a``, ``b``, ``c``). An
+operand that a broadcasting op stretched gets its cotangent summed back over
+the broadcast axes. A reference to an earlier entry adds to that entry's
+cotangent, a reference to a param to the param's gradient: so the formulas
+name the model's entries (``y_pred``, ``h``) where the model does, and an
+op's result that is an entry (``out`` of ``h: tanh(...)``) is written ``h``.
+Nothing beyond the entries is named (the language has no ``let``): a
+cotangent used in several places is written out in each.
+
+A small simplifier (:func:`simplify`) keeps the result short: constant
+folding, ``1*x``, ``0 + x``, ``x*0``, ``x.T.T``, ``--x``, products flattened
+with repeated factors made powers and cancelled against divisors, a product
+with a sum distributed when that is shorter, ``expand`` dropped where
+broadcasting does its work, and linear ops of zero dropped. Formulas print
+with :func:`gradcheck.expr.unparse`.
+
+:func:`gradient_expression` is what ``Model.gradient_expression`` returns; for
+a scalar param of an all-scalar model it is SymPy's simplified formula when
+that text is model language (see ``docs/model-file.md``, "Formulas").
+This module imports the model only for type checking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from . import expr as _expr
+from .errors import ModelError
+from .expr import Node
+from .ops import CONSTANTS, OPS, Shape, broadcast
+
+if TYPE_CHECKING:
+    from .model import Model
+
+#: The placeholders of a rule's templates: the cotangent, the result, the operands.
+PLACEHOLDERS = ("g", "out", "a", "b", "c")
+
+#: Ops that are linear in every operand: a zero operand makes a zero result, a negated one a negated result.
+_LINEAR = frozenset({"neg", "T", "index", "sum", "mean", "expand", "scatter", "reshape", "flatten", "diag", "trace"})
+#: Ops that are linear in each operand separately: a zero operand makes a zero result.
+_BILINEAR = frozenset({"mul", "matmul", "outer", "dot"})
+
+
+# --- building nodes ------------------------------------------------------------------
+
+
+def num(value: float) -> Node:
+    """A number node; a negative number is ``neg`` of its magnitude (``-2**2`` would read wrong)."""
+    if value < 0:
+        return make("neg", (num(-value),))
+    if float(value).is_integer():
+        text = str(int(value))
+    else:
+        text = repr(float(value))
+    return Node("num", value=float(value), text=text)
+
+
+def number(node: Node) -> float | None:
+    """The value of a number node (or ``neg`` of one), else ``None``."""
+    if node.op == "num":
+        return float(node.value)  # type: ignore[arg-type]
+    if node.op == "neg" and node.args[0].op == "num":
+        return -float(node.args[0].value)  # type: ignore[arg-type]
+    return None
+
+
+def is_zero(node: Node) -> bool:
+    return number(node) == 0
+
+
+def make(op: str, args: tuple[Node, ...], attrs: tuple[tuple[str, object], ...] = ()) -> Node:
+    """A node of ``op`` with its shape from the op's shape rule (no simplification)."""
+    entry = OPS[op]
+    shape = entry.shape(*(a.shape for a in args), **entry.bind(attrs))
+    value = dict(attrs).get("index") if entry.notation == "index" else None
+    return Node(op, args, value=value, shape=tuple(shape), attrs=attrs)
+
+
+def key(node: Node) -> tuple[str, Shape]:
+    """Structural identity: the printed text and the shape."""
+    return _expr.unparse(node), node.shape
+
+
+def _size(node: Node) -> int:
+    return sum(1 for _ in node.walk())
+
+
+# --- the simplifier -----------------------------------------------------------------------
+
+
+def simplify(node: Node) -> Node:
+    """``node`` simplified bottom-up (see the module docstring); shapes kept or broadcast-compatible."""
+    if node.op in ("num", "name"):
+        return node
+    args = tuple(simplify(a) for a in node.args)
+    return rebuild(node.op, args, node.attrs)
+
+
+def _fold(op: str, values: list[float]) -> float | None:
+    try:
+        if op == "add":
+            return values[0] + values[1]
+        if op == "sub":
+            return values[0] - values[1]
+        if op == "mul":
+            return values[0] * values[1]
+        if op == "div":
+            out = values[0] / values[1]
+            return out if out.is_integer() else None
+        if op == "pow":
+            out = values[0] ** values[1]
+            return out if isinstance(out, float) and out.is_integer() else None
+        if op == "neg":
+            return -values[0]
+    except (ZeroDivisionError, OverflowError):
+        return None
+    return None
+
+
+def rebuild(op: str, args: tuple[Node, ...], attrs: tuple[tuple[str, object], ...] = ()) -> Node:
+    """``op(*args)`` with the simplifier's rules applied at the top (operands already simple)."""
+    values = [number(a) for a in args]
+    if OPS[op].kind == "elementwise" and args and all(v is not None for v in values):
+        folded = _fold(op, values)  # type: ignore[arg-type]
+        if folded is not None:
+            return num(folded)
+    if op in _LINEAR and is_zero(args[0]):
+        return num(0)
+    if op in _BILINEAR and any(is_zero(a) for a in args):
+        return num(0)
+    if op in _LINEAR and op != "neg" and args[0].op == "neg" and not is_zero(args[0]):
+        return rebuild("neg", (rebuild(op, (args[0].args[0],), attrs),))
+    if op == "neg":
+        (a,) = args
+        if a.op == "neg":
+            return a.args[0]
+        if a.op == "sub":
+            return rebuild("sub", (a.args[1], a.args[0]))
+        return make("neg", (a,))
+    if op == "add":
+        return _add(args[0], args[1])
+    if op == "sub":
+        return _sub(args[0], args[1])
+    if op in ("mul", "div"):
+        return _product(op, args)
+    if op == "pow":
+        a, b = args
+        if values[1] == 1:
+            return a
+        if values[1] == 0 or values[0] == 1:
+            return num(1)
+        if a.op == "pow" and number(a.args[1]) is not None and values[1] is not None:
+            return rebuild("pow", (a.args[0], num(number(a.args[1]) * values[1])))  # type: ignore[operator]
+        return make("pow", args)
+    if op == "T":
+        (a,) = args
+        if len(a.shape) < 2:
+            return a
+        if a.op == "T":
+            return a.args[0]
+        return make("T", args)
+    if op in ("expand", "reshape") and args[0].shape == make(op, args, attrs).shape:
+        return args[0]
+    if op == "sum" and not args[0].shape:
+        return args[0]
+    if op == "where" and is_zero(args[1]) and is_zero(args[2]):
+        return num(0)
+    return make(op, args, attrs)
+
+
+def _add(a: Node, b: Node) -> Node:
+    if is_zero(a):
+        return b if b.shape == broadcast(a.shape, b.shape) else make("add", (a, b))
+    if is_zero(b):
+        return a if a.shape == broadcast(a.shape, b.shape) else make("add", (a, b))
+    if b.op == "neg":
+        return _sub(a, b.args[0])
+    if a.op == "neg":
+        return _sub(b, a.args[0])
+    if key(a) == key(b):
+        return _product("mul", (num(2), a))
+    return make("add", (a, b))
+
+
+def _sub(a: Node, b: Node) -> Node:
+    if is_zero(b):
+        return a if a.shape == broadcast(a.shape, b.shape) else make("sub", (a, b))
+    if is_zero(a):
+        return rebuild("neg", (b,)) if b.shape == broadcast(a.shape, b.shape) else make("sub", (a, b))
+    if b.op == "neg":
+        return _add(a, b.args[0])
+    if a.op == "neg":
+        return rebuild("neg", (_add(a.args[0], b),))
+    if key(a) == key(b):
+        return num(0)
+    return make("sub", (a, b))
+
+
+def _exact(value: float) -> Fraction | float:
+    return Fraction(int(value)) if float(value).is_integer() else value
+
+
+def _factors(node: Node, power: float, out: list[tuple[Node, float]]) -> Fraction | float:
+    """Collect ``node ** power`` as (base, exponent) factors into ``out``; returns the numeric coefficient."""
+    value = number(node)
+    if value is not None:
+        if power in (1, -1) and value != 0:
+            return _exact(value) ** int(power)
+        return _keep(node, power, out)
+    if node.op == "neg":
+        return (-1.0) ** power * _factors(node.args[0], power, out) if power in (1, -1) else _keep(node, power, out)
+    if node.op == "mul":
+        return _factors(node.args[0], power, out) * _factors(node.args[1], power, out)
+    if node.op == "div":
+        return _factors(node.args[0], power, out) * _factors(node.args[1], -power, out)
+    if node.op == "pow" and number(node.args[1]) is not None:
+        return _factors(node.args[0], power * number(node.args[1]), out)  # type: ignore[operator]
+    return _keep(node, power, out)
+
+
+def _keep(node: Node, power: float, out: list[tuple[Node, float]]) -> Fraction:
+    out.append((node, power))
+    return Fraction(1)
+
+
+def _product(op: str, args: tuple[Node, ...]) -> Node:
+    """A product (or quotient) flattened: one coefficient, repeated factors as powers, divisors cancelled."""
+    whole = make(op, args)
+    if op == "div" and is_zero(args[0]):
+        return num(0)
+    factors: list[tuple[Node, float]] = []
+    coef = _factors(whole, 1.0, factors)
+    if coef == 0:
+        return num(0)
+    merged: dict[tuple[str, Shape], list[Any]] = {}
+    for base, power in factors:
+        k = key(base)
+        if k in merged:
+            merged[k][1] += power
+        else:
+            merged[k] = [base, power]
+    kept = [(b, p) for b, p in merged.values() if p != 0]
+    # ``expand(s, S)`` as a factor: the other factors broadcast to S anyway, so ``s`` does
+    kept = _unexpand(kept, whole.shape)
+    out = _assemble(coef, kept)
+    if out.shape != whole.shape:  # a cancelled factor carried the shape: keep it broadcast
+        out = make("expand", (out,), (("shape", whole.shape),)) if whole.shape else whole
+    best = _distribute(out)
+    return best if best is not None and _size(best) <= _size(out) else out
+
+
+def _unexpand(kept: list[tuple[Node, float]], shape: Shape) -> list[tuple[Node, float]]:
+    out = list(kept)
+    for i, (base, power) in enumerate(out):
+        if base.op != "expand":
+            continue
+        others = [b.shape for j, (b, _) in enumerate(out) if j != i]
+        try:
+            if broadcast(*others, base.args[0].shape) == shape:
+                out[i] = (base.args[0], power)
+        except ValueError:
+            continue
+    return out
+
+
+def _power(base: Node, p: float) -> Node:
+    return base if p == 1 else make("pow", (base, num(p)))
+
+
+def _assemble(coef: Fraction | float, kept: list[tuple[Node, float]]) -> Node:
+    top = [_power(b, p) for b, p in kept if p > 0]
+    bottom = [_power(b, -p) for b, p in kept if p < 0]
+    sign = coef < 0
+    coef = -coef if sign else coef
+    if isinstance(coef, Fraction) and coef.denominator != 1:
+        bottom.insert(0, num(coef.denominator))
+        coef = Fraction(coef.numerator)
+    numer: Node | None = None
+    for f in ([num(float(coef))] if coef != 1 or not top else []) + top:
+        numer = f if numer is None else make("mul", (numer, f))
+    assert numer is not None
+    if bottom:
+        den = bottom[0]
+        for f in bottom[1:]:
+            den = make("mul", (den, f))
+        numer = make("div", (numer, den))
+    return make("neg", (numer,)) if sign else numer
+
+
+def _distribute(node: Node) -> Node | None:
+    """``f * (u ± v)`` as ``f*u ± f*v`` (simplified), for the caller to keep when shorter."""
+    inner = node.args[0] if node.op == "neg" else node
+    if inner.op != "mul":
+        return None
+    factors: list[Node] = []
+    stack = [inner]
+    while stack:
+        n = stack.pop()
+        if n.op == "mul":
+            stack.extend(reversed(n.args))
+        else:
+            factors.append(n)
+    sums = [i for i, f in enumerate(factors) if f.op in ("add", "sub")]
+    if len(sums) != 1 or len(factors) > 8:
+        return None
+    i = sums[0]
+    rest = factors[:i] + factors[i + 1 :]
+    total = factors[i]
+    parts = []
+    for term in total.args:
+        prod = term
+        for f in rest:
+            prod = _product_no_distribute(prod, f)
+        parts.append(prod)
+    out = _add(parts[0], parts[1]) if total.op == "add" else _sub(parts[0], parts[1])
+    if out.shape != node.shape:
+        return None
+    return rebuild("neg", (out,)) if node.op == "neg" else out
+
+
+def _product_no_distribute(a: Node, b: Node) -> Node:
+    whole = make("mul", (a, b))
+    factors: list[tuple[Node, float]] = []
+    coef = _factors(whole, 1.0, factors)
+    if coef == 0:
+        return num(0)
+    merged: dict[tuple[str, Shape], list[Any]] = {}
+    for base, power in factors:
+        k = key(base)
+        if k in merged:
+            merged[k][1] += power
+        else:
+            merged[k] = [base, power]
+    kept = _unexpand([(b_, p) for b_, p in merged.values() if p != 0], whole.shape)
+    return _assemble(coef, kept)
+
+
+# --- the rules ----------------------------------------------------------------------------
+
+
+@cache
+def _template(text: str) -> Node:
+    return _expr.parse(text)
+
+
+def _substitute(node: Node, values: Mapping[str, Node]) -> Node:
+    if node.op == "name":
+        return values.get(str(node.value), node)
+    if node.op == "num":
+        return node
+    return Node(node.op, tuple(_substitute(a, values) for a in node.args), node.value, 0, node.text, (), node.attrs)
+
+
+def _shaped(node: Node, shapes: Mapping[str, Shape]) -> Node:
+    """``node`` with every shape filled in (the substituted operands keep theirs)."""
+    if node.op == "num":
+        return node
+    if node.op == "name":
+        name = str(node.value)
+        return node if node.shape or name not in shapes else Node("name", value=name, shape=shapes[name])
+    return make(node.op, tuple(_shaped(a, shapes) for a in node.args), node.attrs)
+
+
+def unbroadcast(g: Node, shape: Shape) -> Node:
+    """``g`` summed back to ``shape`` over the axes broadcasting added or stretched (or broadcast up to it)."""
+    if g.shape == shape:
+        return g
+    if len(g.shape) < len(shape) or any(n != 1 and n != m for n, m in zip(shape[::-1], g.shape[::-1])):
+        return rebuild("expand", (g,), (("shape", shape),))
+    lead = len(g.shape) - len(shape)
+    stretched = [lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1]
+    out = g
+    if stretched:
+        out = rebuild("sum", (out,), (("axis", tuple(stretched)), ("keepdims", True)))
+    if lead:
+        if not shape:
+            return rebuild("sum", (out,))
+        out = rebuild("sum", (out,), (("axis", tuple(range(lead)) if lead > 1 else 0),))
+    return out
+
+
+class Derivation:
+    """The reverse accumulation over one model (built lazily, cached on ``model.cache``)."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.shapes: dict[str, Shape] = {k: () for k in CONSTANTS}
+        self.shapes.update({k: p.shape for k, p in model.params.items()})
+        self.shapes.update({k: model.shape_of(k) for k in model.data})
+        self.shapes.update({k: e.shape for k, e in model.entries.items()})
+        order = list(model.entries)
+        self.order = order[: order.index(model.loss) + 1]
+        live: set[str] = set(model.params)
+        for name in self.order:
+            if model.entries[name].names() & live:
+                live.add(name)
+        self.live = live
+        self.grads: dict[str, Node] | None = None
+        self.entry = ""
+
+    def depends(self, node: Node) -> bool:
+        return bool(node.names() & self.live)
+
+    def run(self) -> dict[str, Node]:
+        if self.grads is not None:
+            return self.grads
+        model = self.model
+        adjoint: dict[str, list[Node]] = {model.loss: [num(1)]}
+        for name in reversed(self.order):
+            parts = adjoint.pop(name, [])
+            if not parts or name not in self.live:
+                continue
+            g = parts[0]
+            for p in parts[1:]:
+                g = rebuild("add", (g, p))
+            self.entry = name
+            self.back(model.entries[name], g, Node("name", value=name, shape=self.shapes[name]), adjoint)
+        out = {}
+        for name in model.params:
+            parts = adjoint.get(name, [])
+            g = parts[0] if parts else num(0)
+            for q in parts[1:]:
+                g = rebuild("add", (g, q))
+            out[name] = g
+        self.grads = out
+        return out
+
+    def back(self, node: Node, g: Node, out: Node | None, adjoint: dict[str, list[Node]]) -> None:
+        if is_zero(g) or node.op == "num":
+            return
+        if node.op == "name":
+            name = str(node.value)
+            if name in self.live:
+                adjoint.setdefault(name, []).append(g)
+            return
+        if not self.depends(node):
+            return
+        op = OPS[node.op]
+        attrs = op.bind(node.attrs)
+        rule = op.vjp
+        if rule is None:
+            raise ModelError(
+                f"no tensor-form rule for {op.spelling} yet",
+                fix=f"Model.gradient_formula(name) gives SymPy's formula for each element; the tensor form "
+                f"needs a vjp= rule in {op.spelling}'s op-table entry",
+                entry=f"model.{self.entry}",
+                text=self.model.texts.get(("model", self.entry)),
+                offset=node.pos,
+            )
+        if callable(rule):
+            templates = rule([a.shape for a in node.args], node.shape, **attrs)
+        else:
+            templates = tuple(t.format(**attrs) if t and "{" in t else t for t in rule)
+        values: dict[str, Node] = {"g": g, "out": out if out is not None else node}
+        values.update(zip(("a", "b", "c"), node.args))
+        for operand, template in zip(node.args, templates):
+            if template is None or template == "0" or not self.depends(operand):
+                continue
+            raw = _shaped(_substitute(_template(template), values), self.shapes)
+            part = unbroadcast(simplify(raw), operand.shape)
+            self.back(operand, part, None, adjoint)
+
+
+def derivation(model: Model) -> Derivation:
+    cached = model.cache.get("tensorgrad")
+    if cached is None:
+        cached = model.cache["tensorgrad"] = Derivation(model)
+    return cached  # type: ignore[no-any-return]
+
+
+def tensor_form(model: Model, name: str) -> str:
+    """The tensor-form derivative of the per-sample loss in param ``name``, as model-language text."""
+    return _expr.unparse(derivation(model).run()[name])
+
+
+def _sympy_text(model: Model, name: str) -> str | None:
+    """SymPy's one-line formula for a scalar param of an all-scalar model, when it is model language."""
+    if model.params[name].shape or any(e.shape for e in model.entries.values()):
+        return None
+    text = str(model.gradient_formula(name))
+    try:
+        node = _expr.parse(text)
+    except ModelError:
+        return None
+    known = set(model.params) | set(model.data) | set(model.entries) | set(CONSTANTS)
+    if not node.names() <= known:
+        return None
+    try:
+        _expr.infer_shapes(
+            node, {k: model.shape_of(k) for k in known if k not in CONSTANTS} | dict.fromkeys(CONSTANTS, ())
+        )
+    except ModelError:
+        return None
+    return text
+
+
+def gradient_expression(model: Model, name: str) -> str:
+    """What ``Model.gradient_expression`` returns (see its docstring)."""
+    cache = model.cache.setdefault("gradient_expressions", {})
+    if name not in cache:
+        text = _sympy_text(model, name)
+        cache[name] = text if text is not None else tensor_form(model, name)
+    return cache[name]  # type: ignore[no-any-return]
