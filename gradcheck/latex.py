@@ -9,7 +9,8 @@ vector on the left ``\\mathbf{a}^{\\top} \\mathbf{B}``, ``outer(a, b)`` is
 ``\\mathbf{a} \\mathbf{b}^{\\top}``, a division is ``\\frac``, a comparison an
 Iverson bracket ``[z > 0]`` (1 where true, 0 elsewhere), the sum of a vector
 ``\\mathbf{1}^{\\top} \\mathbf{v}`` and other sums ``\\sum`` with their axes
-under the sign. Names print as in the courses: a tensor in bold, trailing
+under the sign, a broadcast (``expand``) a product with ones (``s \\mathbf{1}``,
+``\\mathbf{1} \\mathbf{v}^{\\top}``). Names print as in the courses: a tensor in bold, trailing
 digits and ``_`` parts as a subscript (``W1`` is ``\\mathbf{W}_{1}``,
 ``y_pred`` is ``y_{\\mathrm{pred}}``), Greek names as letters.
 
@@ -28,7 +29,7 @@ from collections.abc import Callable, Mapping
 
 from . import expr as _expr
 from .expr import Node
-from .ops import OPS, Shape
+from .ops import CONSTANTS, OPS, Shape
 from .ops.arithmetic import index_text
 
 # Precedences of the printed forms: higher binds tighter. A matrix product (juxtaposition of
@@ -253,8 +254,17 @@ def _square(p: _Printer, node: Node) -> tuple[str, int]:
     return f"{p.at(node.args[0], _ATOM)}^{{2}}", _POWER
 
 
-def _ones(p: _Printer, node: Node) -> tuple[str, int]:
-    return r"\mathbf{1}", _ATOM
+def _expand(p: _Printer, node: Node) -> tuple[str, int]:
+    r"""A broadcast as a product with ones: ``v \mathbf{1}``, ``\mathbf{1} \mathbf{v}^{\top}``, ``\mathbf{v} \mathbf{1}^{\top}``."""
+    (v,) = node.args
+    a, out = tuple(v.shape), tuple(node.shape)
+    if not a:
+        return rf"{p.at(v, _PRODUCT)} \, \mathbf{{1}}", _PRODUCT
+    if len(out) == 2 and a == out[1:]:
+        return rf"\mathbf{{1}} \, {p.at(v, _POWER)}^{{\top}}", _MATRIX
+    if len(out) == 2 and a == (out[0], 1):
+        return rf"{p.at(v, _MATRIX)} \, \mathbf{{1}}^{{\top}}", _MATRIX
+    return p.call(node, r"\operatorname{expand}")
 
 
 _OPERATORS: dict[str, Callable[[_Printer, Node], tuple[str, int]]] = {
@@ -281,9 +291,7 @@ _CALLS: dict[str, Callable[[_Printer, Node], tuple[str, int]]] = {
     "sum": _sum,
     "mean": _reduction(r"\operatorname{mean}"),
     "norm": _norm,
-    # a broadcast ones, should the derivation write one
-    "ones": _ones,
-    "ones_like": _ones,
+    "expand": _expand,
 }
 
 
@@ -293,8 +301,8 @@ def to_latex(node: Node) -> str:
 
 
 def expression_latex(text: str, shapes: Mapping[str, Shape]) -> str:
-    """:func:`to_latex` of the expression ``text``, every name's per-sample shape in ``shapes``."""
-    node = _expr.infer_shapes(_expr.parse(text), shapes, text)
+    """:func:`to_latex` of the expression ``text``, every name's per-sample shape in ``shapes`` (constants need none)."""
+    node = _expr.infer_shapes(_expr.parse(text), {**{c: () for c in CONSTANTS}, **shapes}, text)
     return to_latex(node)
 
 

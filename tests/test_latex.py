@@ -24,7 +24,18 @@ def render(latex: str) -> None:
     mathtext.math_to_image(f"${latex}$", io.BytesIO(), format="png")
 
 
-SHAPES = {"W1": (3, 2), "x": (2,), "y": (), "y_pred": (), "w2": (3,), "h": (3,), "b": (3,), "w": (), "z": (3,)}
+SHAPES = {
+    "W1": (3, 2),
+    "x": (2,),
+    "y": (),
+    "y_pred": (),
+    "w2": (3,),
+    "h": (3,),
+    "b": (3,),
+    "w": (),
+    "z": (3,),
+    "c": (3, 1),
+}
 
 
 @pytest.mark.parametrize(
@@ -59,6 +70,12 @@ SHAPES = {"W1": (3, 2), "x": (2,), "y": (), "y_pred": (), "w2": (3,), "h": (3,),
         ("norm(h)", r"\left\|\mathbf{h}\right\|"),
         ("abs(w)**2", r"\left|w\right|^{2}"),
         ("W1[0, :]", r"\mathbf{W}_{1}[0, :]"),
+        # a broadcast is a product with ones
+        ("expand(w, [3])", r"w \, \mathbf{1}"),
+        ("expand(h, [2, 3])", r"\mathbf{1} \, \mathbf{h}^{\top}"),
+        ("expand(c, [3, 2])", r"\mathbf{c} \, \mathbf{1}^{\top}"),
+        ("expand(h, [4, 2, 3])", r"\operatorname{expand}\left(\mathbf{h}, \mathrm{shape}=[4, 2, 3]\right)"),
+        ("sqrt(2 / pi) * e", r"\sqrt{\frac{2}{\pi}} \, e"),
         ("leaky_relu(z, slope=0.1)", r"\operatorname{leaky\_relu}\left(\mathbf{z}, \mathrm{slope}=0.1\right)"),
     ],
 )
