@@ -132,20 +132,12 @@ class FormulaLine:
 
     loss: str  # the loss entry's name
     param: str
-    index: tuple[int, ...]
-    text: str  # one line, as in the JSON ``formulas``
-    unicode: str  # SymPy's pretty printing of ``dloss/dparam = formula``, Unicode
-    ascii: str  # the same in ASCII
+    text: str  # the model-language formula, as in the JSON ``formulas``
 
-    def text_for(self, unicode: bool, width: int) -> Any:
-        """The pretty form where it fits (at most 12 lines, ``width`` columns), else the one-line text."""
-        from rich.text import Text
-
-        lines = (self.unicode if unicode else self.ascii).splitlines()
-        if lines and len(lines) <= 12 and max(map(len, lines)) + 2 <= width:
-            return Text("\n".join("  " + line.rstrip() for line in lines))
+    def text_for(self, unicode: bool) -> str:
+        """``  ∂loss/∂W1 = outer(...)`` (``d`` for ``∂`` off a Unicode console)."""
         d = "\u2202" if unicode else "d"
-        return Text(f"  {d}{self.loss}/{d}{_label(self.param, self.index)} = {self.text}")
+        return f"  {d}{self.loss}/{d}{self.param} = {self.text}"
 
 
 @dataclass
@@ -160,7 +152,8 @@ class Report:
     dtype: str
     tolerance: Tolerance
     sources: list[str]
-    formulas: dict[str, Any]
+    #: Per param, the derivative of the per-sample loss as model-language text (``gradcheck formulas``).
+    formulas: dict[str, str]
     points: list[PointResult]
     notes: list[str] = field(default_factory=list)
     strict: bool = False
@@ -245,10 +238,10 @@ class Report:
             if point.hessian is not None:
                 self._render_hessian(console, point.hessian, colours)
         if self.formula_lines:
-            console.print(Text("d(per-sample loss)/d(param), from SymPy:", style="bold"))
+            console.print(Text("d(per-sample loss)/d(param):", style="bold"))
             unicode = (console.encoding or "").lower().startswith("utf")
             for line in self.formula_lines:
-                console.print(line.text_for(unicode, console.width), highlight=False)
+                console.print(Text(line.text_for(unicode)), highlight=False)
         for note in self.notes:
             console.print(Text("note: " + note, style="dim"))
 
