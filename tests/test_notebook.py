@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "docs" / "tutorial.ipynb"
 
 
-@pytest.fixture(scope="module")
-def executed() -> Any:
+def execute() -> Any:
+    """The notebook, run top to bottom in a fresh kernel (from docs/, as a reader runs it)."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -50,7 +50,7 @@ def test_notebook_has_no_stored_outputs() -> None:
     assert all(not c.outputs for c in nb.cells if c.cell_type == "code")
 
 
-def test_report_shows_as_html_table_with_verdict_and_latex(executed: Any) -> None:
+def _report_shows_as_html_table_with_verdict_and_latex(executed: Any) -> None:
     (html,) = _outputs(_cell(executed, "report = gc.check(model)"), "text/html")
     assert '<table class="gradcheck-table">' in html
     assert ">agree</span>" in html  # the verdict heads the table
@@ -58,7 +58,7 @@ def test_report_shows_as_html_table_with_verdict_and_latex(executed: Any) -> Non
     assert r"$\frac{\partial \ell}{\partial w} = " in html
 
 
-def test_mlp_formulas_are_tensor_forms(executed: Any) -> None:
+def _mlp_formulas_are_tensor_forms(executed: Any) -> None:
     text = _stdout(_cell(executed, 'print("w:", model.gradient_expression("w"))'))
     lines = dict(line.split(": ", 1) for line in text.strip().splitlines())
     assert set(lines) >= {"w", "W1", "b1", "w2", "b2"}
@@ -69,7 +69,7 @@ def test_mlp_formulas_are_tensor_forms(executed: Any) -> None:
     assert r"^{\top}" in html
 
 
-def test_train_result_shows_its_loss_curve(executed: Any) -> None:
+def _train_result_shows_its_loss_curve(executed: Any) -> None:
     from matplotlib.image import imread
 
     cell = _cell(executed, "result = gc.train(model")
@@ -86,8 +86,17 @@ def test_train_result_shows_its_loss_curve(executed: Any) -> None:
     assert image.shape[0] > 100 and image.shape[1] > 100
 
 
-def test_broken_expected_is_the_odd_one_out(executed: Any) -> None:
+def _broken_expected_is_the_odd_one_out(executed: Any) -> None:
     cell = _cell(executed, "broken = gc.loads(")
     assert _stdout(cell).strip() == "mismatch False"
     (html,) = _outputs(cell, "text/html")
     assert "mismatch (odd one out: expected)" in html
+
+
+def test_tutorial_notebook_runs_and_shows_what_it_says() -> None:
+    # one test, so that the kernel runs the notebook once (xdist would split a module fixture across workers)
+    executed = execute()
+    _report_shows_as_html_table_with_verdict_and_latex(executed)
+    _mlp_formulas_are_tensor_forms(executed)
+    _train_result_shows_its_loss_curve(executed)
+    _broken_expected_is_the_odd_one_out(executed)
