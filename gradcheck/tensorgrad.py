@@ -158,6 +158,8 @@ def rebuild(op: str, args: tuple[Node, ...], attrs: tuple[tuple[str, object], ..
             return a
         if values[1] == 0 or values[0] == 1:
             return num(1)
+        if a.op == "sqrt" and values[1] is not None and values[1] % 2 == 0:  # real wherever sqrt(x) is
+            return rebuild("pow", (a.args[0], num(values[1] / 2)))
         if a.op == "pow" and number(a.args[1]) is not None and values[1] is not None:
             return rebuild("pow", (a.args[0], num(number(a.args[1]) * values[1])))  # type: ignore[operator]
         return make("pow", args)
@@ -167,7 +169,19 @@ def rebuild(op: str, args: tuple[Node, ...], attrs: tuple[tuple[str, object], ..
             return a
         if a.op == "T":
             return a.args[0]
+        if a.op == "matmul":  # (x @ y).T = y.T @ x.T, kept when shorter
+            swapped = rebuild("matmul", (rebuild("T", (a.args[1],)), rebuild("T", (a.args[0],))))
+            plain = make("T", args)
+            return swapped if _size(swapped) <= _size(plain) else plain
+        if a.op == "mul" and number(a.args[0]) is not None:
+            return rebuild("mul", (a.args[0], rebuild("T", (a.args[1],))))
         return make("T", args)
+    if op in ("matmul", "outer"):  # a number factor moves out: (2 * x) @ y = 2 * (x @ y)
+        for i, a in enumerate(args):
+            if a.op == "mul" and number(a.args[0]) is not None and not a.args[0].shape:
+                rest = list(args)
+                rest[i] = a.args[1]
+                return rebuild("mul", (a.args[0], rebuild(op, tuple(rest), attrs)))
     if op in ("expand", "reshape") and args[0].shape == make(op, args, attrs).shape:
         return args[0]
     if op == "sum" and not args[0].shape:
@@ -177,7 +191,33 @@ def rebuild(op: str, args: tuple[Node, ...], attrs: tuple[tuple[str, object], ..
     return make(op, args, attrs)
 
 
+def _strip(node: Node) -> Node:
+    """``node`` without an ``expand`` on top or among its top product's factors (its shape may shrink)."""
+    if node.op == "expand":
+        return node.args[0]
+    if node.op == "neg":
+        inner = _strip(node.args[0])
+        return node if inner is node.args[0] else make("neg", (inner,))
+    if node.op in ("mul", "div"):
+        a, b = _strip(node.args[0]), node.args[1] if node.op == "div" else _strip(node.args[1])
+        if a is node.args[0] and b is node.args[1]:
+            return node
+        return make(node.op, (a, b))
+    return node
+
+
+def _unexpand2(a: Node, b: Node) -> tuple[Node, Node]:
+    """Drop an ``expand`` from one side of ``a ± b`` when the other side broadcasts to its shape anyway."""
+    for first, second in ((a, b), (b, a)):
+        if second.shape == first.shape:
+            bare = _strip(first)
+            if bare is not first and broadcast(bare.shape, second.shape) == second.shape:
+                a, b = (bare, b) if first is a else (a, bare)
+    return a, b
+
+
 def _add(a: Node, b: Node) -> Node:
+    a, b = _unexpand2(a, b)
     if is_zero(a):
         return b if b.shape == broadcast(a.shape, b.shape) else make("add", (a, b))
     if is_zero(b):
@@ -192,6 +232,7 @@ def _add(a: Node, b: Node) -> Node:
 
 
 def _sub(a: Node, b: Node) -> Node:
+    a, b = _unexpand2(a, b)
     if is_zero(b):
         return a if a.shape == broadcast(a.shape, b.shape) else make("sub", (a, b))
     if is_zero(a):
@@ -217,7 +258,7 @@ def _factors(node: Node, power: float, out: list[tuple[Node, float]]) -> Fractio
             return _exact(value) ** int(power)
         return _keep(node, power, out)
     if node.op == "neg":
-        return (-1.0) ** power * _factors(node.args[0], power, out) if power in (1, -1) else _keep(node, power, out)
+        return -_factors(node.args[0], power, out) if power in (1, -1) else _keep(node, power, out)
     if node.op == "mul":
         return _factors(node.args[0], power, out) * _factors(node.args[1], power, out)
     if node.op == "div":
@@ -241,13 +282,7 @@ def _product(op: str, args: tuple[Node, ...]) -> Node:
     coef = _factors(whole, 1.0, factors)
     if coef == 0:
         return num(0)
-    merged: dict[tuple[str, Shape], list[Any]] = {}
-    for base, power in factors:
-        k = key(base)
-        if k in merged:
-            merged[k][1] += power
-        else:
-            merged[k] = [base, power]
+    merged = _merge(factors)
     kept = [(b, p) for b, p in merged.values() if p != 0]
     # ``expand(s, S)`` as a factor: the other factors broadcast to S anyway, so ``s`` does
     kept = _unexpand(kept, whole.shape)
@@ -255,7 +290,19 @@ def _product(op: str, args: tuple[Node, ...]) -> Node:
     if out.shape != whole.shape:  # a cancelled factor carried the shape: keep it broadcast
         out = make("expand", (out,), (("shape", whole.shape),)) if whole.shape else whole
     best = _distribute(out)
-    return best if best is not None and _size(best) <= _size(out) else out
+    return best if best is not None and _size(best) < _size(out) else out
+
+
+def _merge(factors: list[tuple[Node, float]]) -> dict[tuple[str, Shape], list[Any]]:
+    """Factors with one base (by :func:`key`) as one ``[base, total power]``, in order of first appearance."""
+    merged: dict[tuple[str, Shape], list[Any]] = {}
+    for base, power in factors:
+        k = key(base)
+        if k in merged:
+            merged[k][1] += power
+        else:
+            merged[k] = [base, power]
+    return merged
 
 
 def _unexpand(kept: list[tuple[Node, float]], shape: Shape) -> list[tuple[Node, float]]:
@@ -333,13 +380,7 @@ def _product_no_distribute(a: Node, b: Node) -> Node:
     coef = _factors(whole, 1.0, factors)
     if coef == 0:
         return num(0)
-    merged: dict[tuple[str, Shape], list[Any]] = {}
-    for base, power in factors:
-        k = key(base)
-        if k in merged:
-            merged[k][1] += power
-        else:
-            merged[k] = [base, power]
+    merged = _merge(factors)
     kept = _unexpand([(b_, p) for b_, p in merged.values() if p != 0], whole.shape)
     return _assemble(coef, kept)
 
@@ -406,6 +447,47 @@ class Derivation:
         self.live = live
         self.grads: dict[str, Node] | None = None
         self.entry = ""
+        #: each entry's expression (by :func:`key`) -> its name: a formula names what the model names
+        self.named = {key(node): name for name, node in model.entries.items() if node.op not in ("name", "num")}
+        #: entries that are products or quotients, as factors: found among a longer product's factors
+        self.products: list[tuple[str, Shape, Fraction | float, dict[tuple[str, Shape], list[Any]]]] = []
+        for name, node in model.entries.items():
+            if node.op in ("mul", "div"):
+                factors: list[tuple[Node, float]] = []
+                coef = _factors(node, 1.0, factors)
+                self.products.append((name, node.shape, coef, _merge(factors)))
+
+    def name(self, node: Node) -> Node:
+        """``node`` with every subexpression that is a model entry's expression written as the entry's name."""
+        if node.op in ("name", "num"):
+            return node
+        found = self.named.get(key(node))
+        if found is not None:
+            return Node("name", value=found, shape=node.shape)
+        args = tuple(self.name(a) for a in node.args)
+        out = node if all(x is y for x, y in zip(args, node.args)) else rebuild(node.op, args, node.attrs)
+        return self.name_factors(out) if out.op in ("mul", "div") and self.products else out
+
+    def name_factors(self, node: Node) -> Node:
+        """A product that holds all the factors of an entry that is a product, with the entry's name for them."""
+        factors: list[tuple[Node, float]] = []
+        coef = _factors(node, 1.0, factors)
+        merged = _merge(factors)
+        found = False
+        for name, shape, ecoef, efactors in self.products:
+            if len(efactors) < 2 or any(
+                k not in merged or merged[k][1] * p <= 0 or abs(merged[k][1]) < abs(p) for k, (_, p) in efactors.items()
+            ):
+                continue
+            for k, (_, p) in efactors.items():
+                merged[k][1] -= p
+            merged[("\0" + name, shape)] = [Node("name", value=name, shape=shape), 1.0]
+            coef = coef / ecoef
+            found = True
+        if not found:
+            return node
+        out = _assemble(coef, [(b, p) for b, p in merged.values() if p != 0])
+        return out if out.shape == node.shape else node
 
     def depends(self, node: Node) -> bool:
         return bool(node.names() & self.live)
@@ -466,7 +548,7 @@ class Derivation:
             if template is None or template == "0" or not self.depends(operand):
                 continue
             raw = _shaped(_substitute(_template(template), values), self.shapes)
-            part = unbroadcast(simplify(raw), operand.shape)
+            part = unbroadcast(self.name(simplify(raw)), operand.shape)
             self.back(operand, part, None, adjoint)
 
 

@@ -359,9 +359,9 @@ def _var_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool =
     shape = shapes[0]
     if not shape:
         return ("0",)
-    axes = _axis_text(shape, axes_of(shape, axis))
-    g = _kept("g", shape, axis, keepdims)
-    return (f"2 * {g} * (a - mean(a{axes}, keepdims=True)) / {_count(shape, axis)}",)
+    axes = axes_of(shape, axis)
+    mean = "mean(a)" if axes == tuple(range(len(shape))) else f"mean(a{_axis_text(shape, axes)}, keepdims=True)"
+    return (f"2 * {_kept('g', shape, axis, keepdims)} * (a - {mean}) / {_count(shape, axis)}",)
 
 
 def _norm_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool = False) -> tuple[str]:
