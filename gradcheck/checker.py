@@ -361,7 +361,7 @@ def _formulas(model: Model) -> tuple[dict[str, str], list[FormulaLine], dict[str
         try:
             text = model.gradient_expression(name)
         except ModelError as err:
-            notes.append(f"no formula for {name!r}: {err}")
+            notes.append(f"no formula for {name!r}: {str(err).splitlines()[0]}")  # the message, not its caret
             continue
         texts[name] = text
         lines.append(FormulaLine(model.loss, name, text))
