@@ -286,6 +286,7 @@ def _product(op: str, args: tuple[Node, ...]) -> Node:
     kept = [(b, p) for b, p in merged.values() if p != 0]
     # ``expand(s, S)`` as a factor: the other factors broadcast to S anyway, so ``s`` does
     kept = _unexpand(kept, whole.shape)
+    coef, kept = _numbers(coef, kept)
     out = _assemble(coef, kept)
     if out.shape != whole.shape:  # a cancelled factor carried the shape: keep it broadcast
         out = make("expand", (out,), (("shape", whole.shape),)) if whole.shape else whole
@@ -317,6 +318,20 @@ def _unexpand(kept: list[tuple[Node, float]], shape: Shape) -> list[tuple[Node, 
         except ValueError:
             continue
     return out
+
+
+def _numbers(
+    coef: Fraction | float, kept: list[tuple[Node, float]]
+) -> tuple[Fraction | float, list[tuple[Node, float]]]:
+    """Number factors (an ``expand`` of a number, unwrapped) moved into the coefficient."""
+    out = []
+    for base, power in kept:
+        value = number(base)
+        if value is not None and value != 0 and power in (1, -1):
+            coef = coef * _exact(value) ** int(power)
+        else:
+            out.append((base, power))
+    return coef, out
 
 
 def _power(base: Node, p: float) -> Node:
@@ -382,7 +397,7 @@ def _product_no_distribute(a: Node, b: Node) -> Node:
         return num(0)
     merged = _merge(factors)
     kept = _unexpand([(b_, p) for b_, p in merged.values() if p != 0], whole.shape)
-    return _assemble(coef, kept)
+    return _assemble(*_numbers(coef, kept))
 
 
 # --- the rules ----------------------------------------------------------------------------
