@@ -384,6 +384,8 @@ def test_course_models_round_trip(name, monkeypatch):
     [
         ("mlp", "W1", "outer(2 * (y_pred - y) * w2 * (1 - h**2), x)"),
         ("mlp", "w2", "2 * (y_pred - y) * h"),
+        ("logistic", "w", "(y_pred - y) * x"),  # like terms collected: -(y * (1 - y_pred) + (y - 1) * y_pred)
+        ("logistic", "b", "y_pred - y"),  # a vector param and data: not a model of scalars, so the tensor form
         ("softmax_regression", "W", "outer(sum(y) * p - y, x)"),  # p - y for a one-hot y
         ("softmax_regression", "b", "sum(y) * p - y"),
         ("lstm_step", "Wo", "outer(2 * (h - y) * h * (1 - o), xh)"),
