@@ -203,7 +203,8 @@ def check_constants(node: Any, text: str | None = None, *, names: Any = ()) -> N
         found = [visit(a) for a in n.args]
         if n.op == "div" and found[1] is not None and found[1][0] == 0:
             raise fail(n, "division by zero", "divide by something that is not 0")
-        if any(f is None for f in found):
+        # not a number: a name, or a constant tensor (``expand(1, shape=[2, 2])``, its parts checked)
+        if any(f is None for f in found) or n.shape:
             return None
         values = [f[0] for f in found if f is not None]
         bits = [f[1] for f in found if f is not None]

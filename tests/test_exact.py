@@ -96,3 +96,53 @@ def test_only_the_undefined_samples_are_undefined_with_reduction_none():
     doc = report.to_dict()["points"][0]
     assert doc["loss"] == [1.0, "nan", 2.0]
     assert report.status == "undefined"
+
+
+def test_expected_is_evaluated_exactly_on_the_expression_as_written():
+    # (1e16 + x) - 1e16 is x exactly, but 0 in float64 at x = 1: the exact evaluation agrees.
+    model = gc.Model.from_dict(
+        {
+            "params": {"w": 0.5},
+            "data": {"x": [1.0, 1.0]},
+            "model": {"loss": "w * x"},
+            "expected": {"w": "(1e16 + x) - 1e16"},
+        }
+    )
+    assert np.float64(1e16) + 1.0 - np.float64(1e16) == 0.0  # what float64 would give
+    report = gc.check(model)
+    assert report.status == "agree", report.to_dict()
+    assert report.to_dict()["points"][0]["gradients"]["w"]["values"]["expected"] == 1.0
+
+
+def test_expected_uses_the_entries_in_tensor_form():
+    # The course's dW = outer(p - y, x) for softmax regression, one op on the entries.
+    rng = np.random.default_rng(0)
+    W, x = rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
+    y = np.eye(3)[[0, 2, 1, 1, 0]]
+    model = gc.Model.from_dict(
+        {
+            "params": {"W": W.tolist()},
+            "data": {"x": x.tolist(), "y": y.tolist()},
+            "model": {"p": "softmax(W @ x)", "loss": "-sum(y * log(p))"},
+            "expected": {"W": "outer(p - y, x)"},
+        }
+    )
+    report = gc.check(model)
+    assert report.status == "agree"
+    z = x @ W.T
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    want = np.einsum("si,sj->ij", p - y, x) / len(x)
+    got = np.array(report.to_dict()["points"][0]["gradients"]["W"]["values"]["expected"])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_expected_undefined_as_written_is_nan_there():
+    # SymPy would fold 0*log(w - 1) to 0; written so, it is undefined at w = 1.
+    model = gc.Model.from_dict(
+        {"params": {"w": 1.0}, "model": {"loss": "w**2"}, "expected": {"w": "2*w + 0*log(w - 1)"}}
+    )
+    grad = gc.check(model).to_dict()["points"][0]["gradients"]["w"]
+    assert grad["values"]["symbolic"] == 2.0
+    assert grad["values"]["expected"] == "nan"  # the JSON spells a non-finite value as text
+    assert (grad["status"], grad["odd_one_out"]) == ("mismatch", "expected")

@@ -17,6 +17,12 @@ LAYERS = {
     "conv2d": "conv2d(X2, K2, stride=[1, 2], padding=[1, 0])",
     "maxpool2d": "maxpool2d(X2, 2, stride=1)",
     "avgpool2d": "avgpool2d(X2, size=[2, 3])",
+    "conv_transpose1d": "conv_transpose1d(G1, K1, stride=2, padding=1, size=7)",
+    "conv_transpose2d": "conv_transpose2d(G2, K2, stride=[1, 2], padding=[1, 0])",
+    "conv1d_weight": "conv1d_weight(X1, G1, 2, stride=2, padding=1)",
+    "conv2d_weight": "conv2d_weight(X2, G2, size=[2, 3], stride=[1, 2], padding=[1, 0])",
+    "maxpool2d_backward": "maxpool2d_backward(X2, P2, 2, stride=1)",
+    "avgpool2d_backward": "avgpool2d_backward(P2, 2, stride=1, shape=[2, 4, 5])",
 }
 STRUCTURAL = sorted(n for n, op in FUNCTIONS.items() if op.builtin and op.kind == "structural" and n not in LAYERS)
 # Inside and outside the domains of every function (|x| > 1, x < 0, 0, ...).
@@ -24,6 +30,7 @@ POINTS = np.array([-2.5, -1.0, -0.3, 0.0, 0.4, 1.0, 1.7, 30.0])
 SHAPES = {
     "a": (), "b": (), "d": (), "v": (3,), "c": (3,), "M": (2, 3), "e": (), "pi": (),
     "X1": (2, 6), "K1": (3, 2, 2), "X2": (2, 4, 5), "K2": (3, 2, 2, 3),
+    "G1": (3, 4), "G2": (3, 5, 2), "P2": (2, 3, 4),  # conv1d's, conv2d's and maxpool2d's outputs above
 }  # fmt: skip
 
 
@@ -85,8 +92,9 @@ def test_structural_mpmath_forms(name):
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_layer_mpmath_forms(name):
     rng = np.random.default_rng(2)
-    env = {k: rng.normal(size=(3,) + SHAPES[k]) for k in ("X1", "K1", "X2", "K2")}
+    env = {k: rng.normal(size=(3,) + SHAPES[k]) for k in ("X1", "K1", "X2", "K2", "G1", "G2", "P2")}
     env["X1"][0, 1, 2] = env["X2"][0, 1, 1, 2] = np.nan  # sample 0: nan reaches only the windows that hold it
+    env["G1"][0, 1, 2] = env["G2"][0, 1, 1, 1] = env["P2"][0, 1, 1, 2] = np.nan
     assert set(LAYERS) == {n for n, op in FUNCTIONS.items() if op.builtin and op.kind == "structural"} - set(STRUCTURAL)
     with np.errstate(invalid="ignore"):  # nan input made an mpf
         plain, exact = _both(LAYERS[name], env)

@@ -54,8 +54,11 @@ def test_every_function_is_tested_here():
     logic = {"where", "sign", "clamp", "leaky_relu", "elu", "gelu", "silu", "softsign", "square"}
     structure = {"outer", "diag", "trace", "reshape", "flatten", "concat", "stack"}  # tests/test_ops_structure.py
     layers = {"conv1d", "conv2d", "maxpool2d", "avgpool2d"}  # tested in tests/test_ops_layers.py
+    backward = {  # tested in tests/test_ops_backward.py
+        "conv_transpose1d", "conv_transpose2d", "conv1d_weight", "conv2d_weight", "maxpool2d_backward", "avgpool2d_backward",
+    }  # fmt: skip
     helpers = {"expand", "scatter"}  # the vector-Jacobian rules' helpers: tests/test_tensorgrad.py
-    assert set(FUNCTIONS) == set(UNARY) | binary | structural | logic | structure | layers | helpers
+    assert set(FUNCTIONS) == set(UNARY) | binary | structural | logic | structure | layers | backward | helpers
     assert {n for n, op in OPS.items() if not op.call} == {
         "add",
         "sub",

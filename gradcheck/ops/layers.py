@@ -6,6 +6,14 @@
 ``maxpool2d(x, size)`` and ``avgpool2d(x, size)`` with ``x: [C, H, W]``, ``size`` and ``stride=``
 (default: ``size``) an int or a list of two ints, no padding.
 
+Their backward ops (vector-Jacobian products, for hand-derived and derived
+gradients): ``conv_transpose1d/2d(g, k, stride=, padding=, size=)`` (the
+gradient in x for the cotangent g; ``size`` the forward input's spatial size),
+``conv1d/2d_weight(x, g, size=, stride=, padding=)`` (the gradient in the
+kernel), ``maxpool2d_backward(x, g, size=, stride=)`` (g to each window's
+first maximal element, as torch) and ``avgpool2d_backward(g, size=, stride=,
+shape=)``.
+
 NumPy forms take any leading batch axes on both operands (samples, perturbations;
 complex values for the analytic conv and average pool); torch forms flatten them
 into torch's batch axis (a batched kernel becomes a grouped convolution); SymPy
@@ -18,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import incremental as inc
+from ..errors import ModelError
 from .core import DENSE, Attr, Op, Shape, ShapeError, _add
 
 _INT_OR_INTS = ("int", "ints")
@@ -266,6 +275,75 @@ def _maxpool_kink(N: Any, x: Any, size: Any = None, stride: Any = None) -> Any:
     return q.reshape(q.shape[:-2] + (-1,))
 
 
+# --- vector-Jacobian rules (model-language templates, see ``Op.vjp``) ----------------------
+
+
+def _lit(value: Any) -> str:
+    """An attribute value as the language writes it: ``2`` or ``[2, 1]``."""
+    return f"[{', '.join(map(str, value))}]" if isinstance(value, (tuple, list)) else str(value)
+
+
+def _spatial_size(shape: Shape, d: int) -> str:
+    """The last ``d`` axes of ``shape`` as a ``size=`` value (one int for one axis)."""
+    return _lit(shape[-1] if d == 1 else tuple(shape[-d:]))
+
+
+def _conv_vjp(d: int) -> Any:
+    """``conv(x, k)``: in x the transposed conv of g, in k the conv of x with g (the kernel's gradient)."""
+
+    def rule(shapes: list[Shape], out: Shape, stride: Any = 1, padding: Any = 0) -> tuple[str, str]:
+        kw = f"stride={_lit(stride)}, padding={_lit(padding)}"
+        return (
+            f"conv_transpose{d}d(g, b, {kw}, size={_spatial_size(shapes[0], d)})",
+            f"conv{d}d_weight(a, g, size={_spatial_size(shapes[1], d)}, {kw})",
+        )
+
+    return rule
+
+
+def _conv_transpose_vjp(d: int) -> Any:
+    """``conv_transpose(g, k)`` is linear in each: the adjoint of a transposed conv is the conv."""
+
+    def rule(shapes: list[Shape], out: Shape, stride: Any = 1, padding: Any = 0, size: Any = None) -> tuple[str, str]:
+        kw = f"stride={_lit(stride)}, padding={_lit(padding)}"
+        return f"conv{d}d(g, b, {kw})", f"conv{d}d_weight(g, a, size={_spatial_size(shapes[1], d)}, {kw})"
+
+    return rule
+
+
+def _conv_weight_vjp(d: int) -> Any:
+    """``conv_weight(x, g)``: ``sum(G * conv_weight(x, g))`` is ``sum(g * conv(x, G))``."""
+
+    def rule(shapes: list[Shape], out: Shape, size: Any = None, stride: Any = 1, padding: Any = 0) -> tuple[str, str]:
+        kw = f"stride={_lit(stride)}, padding={_lit(padding)}"
+        return f"conv_transpose{d}d(b, g, {kw}, size={_spatial_size(shapes[0], d)})", f"conv{d}d(a, g, {kw})"
+
+    return rule
+
+
+def _pool_kw(size: Any, stride: Any) -> str:
+    return f"size={_lit(size)}" + ("" if stride is None else f", stride={_lit(stride)}")
+
+
+def _maxpool_backward_vjp(shapes: list[Shape], out: Shape, size: Any = None, stride: Any = None) -> tuple[Any, str]:
+    """In x: 0 (piecewise constant); in g: the cotangent at each window's first maximal element.
+
+    That gather is written for windows that do not overlap (``stride`` = ``size``):
+    the argmax mask ``maxpool2d_backward(a, 1)`` times the cotangent, summed over
+    each window (``avgpool2d`` times the window's size). Overlapping windows have
+    no rule: a clear error, never a wrong formula.
+    """
+    sz, st = _pool_args(None, size, stride)
+    if sz != st:
+        raise ModelError(
+            f"no tensor-form rule for maxpool2d_backward with overlapping windows (size={list(sz)}, stride={list(st)})",
+            fix="Model.gradient_formula(name) gives SymPy's formula for each element",
+        )
+    ones = f"expand(1, shape={_lit(tuple(shapes[1]))})"
+    kw = _pool_kw(size, stride)
+    return None, f"{sz[0] * sz[1]} * avgpool2d(g * maxpool2d_backward(a, {ones}, {kw}), {kw})"
+
+
 def _conv(name: str, d: int, doc: str) -> None:
     _add(
         Op(
@@ -276,6 +354,7 @@ def _conv(name: str, d: int, doc: str) -> None:
             lambda M, args, shapes, stride, padding: _conv_mp(M, args[0], args[1], stride, padding, d),
             _conv_shape(d, name), doc,
             incremental=inc.conv_kernel,
+            vjp=_conv_vjp(d),
             attrs=(
                 Attr("stride", 1, _INT_OR_INTS, "step between windows (one int, or one per axis)"),
                 Attr("padding", 0, _INT_OR_INTS, "zeros added on both sides of each spatial axis"),
@@ -308,6 +387,7 @@ _add(
         "maximum over each window of x `[C, H, W]` (as torch's `max_pool2d`, no padding); `maxpool2d(x, 2)`",
         kink=lambda N, args, shapes, size, stride: _maxpool_kink(N, args[0], size, stride),
         kink_doc="where two elements tie for a window's maximum",
+        vjp=lambda shapes, out, size=None, stride=None: (f"maxpool2d_backward(a, g, {_pool_kw(size, stride)})",),
         convention=(
             "torch: the whole gradient to the first maximal element of the window (row-major); "
             "SymPy: Heaviside(0) = 1/2 to each tied element; central difference: the average of both sides"
@@ -327,6 +407,527 @@ _add(
         _pool_shape("avgpool2d"),
         "mean over each window of x `[C, H, W]` (as torch's `avg_pool2d`, no padding); `avgpool2d(x, 2)`",
         incremental=DENSE,
+        vjp=lambda shapes, out, size=None, stride=None: (
+            f"avgpool2d_backward(g, {_pool_kw(size, stride)}, shape={_lit(tuple(shapes[0]))})",
+        ),
         attrs=_POOL_ATTRS,
+    )
+)  # fmt: skip
+
+
+# --- backward ops: the layers' vector-Jacobian products --------------------------
+#
+# conv_transposeNd(g, k) is d conv(x, k) / dx applied to the cotangent g,
+# convNd_weight(x, g) is d conv(x, k) / dk applied to g, and the pools' backward ops
+# route g back to the input's windows. Each is linear in g (bilinear in g and the
+# kernel or input for the convs) and takes the sizes the forward op had as attributes.
+
+
+def _transpose_least(lout: Shape, ksize: Shape, s: Shape, p: Shape) -> tuple[int, ...]:
+    """The smallest input length per axis whose conv (kernel ``ksize``, stride, padding) has ``lout`` positions."""
+    return tuple((n - 1) * ss - 2 * pp + kk for n, kk, ss, pp in zip(lout, ksize, s, p))
+
+
+def _transpose_shape(d: int, name: str) -> Any:
+    conv = f"conv{d}d"
+
+    def rule(g: Shape, k: Shape, stride: Any = 1, padding: Any = 0, size: Any = None) -> Shape:
+        gs = "[C_out, L_out]" if d == 1 else "[C_out, H_out, W_out]"
+        ks = "[C_out, C_in, K]" if d == 1 else "[C_out, C_in, kH, kW]"
+        if len(g) != d + 1:
+            raise ShapeError(f"{name} needs a cotangent g of shape {gs}, got shape {list(g)}")
+        if len(k) != d + 2:
+            raise ShapeError(f"{name} needs the forward {conv}'s kernel, of shape {ks}, got shape {list(k)}")
+        if k[0] != g[0]:
+            raise ShapeError(
+                f"{name}: the kernel {list(k)} has {k[0]} output channels but g {list(g)} has {g[0]}"
+                f" (kernel axis 0 must equal g's axis 0)"
+            )
+        s = _per_axis(stride, d, f"{name} stride=", 1)
+        p = _per_axis(padding, d, f"{name} padding=", 0)
+        least = _transpose_least(g[1:], k[2:], s, p)
+        if size is None:
+            if any(n < 1 for n in least):
+                raise ShapeError(
+                    f"{name}: padding={list(p)} leaves no input of g's {list(g[1:])} positions"
+                    f" (smallest length {list(least)})",
+                    fix="use less padding=, or give the forward input's size=",
+                )
+            return (k[1],) + least
+        sz = _per_axis(size, d, f"{name} size=", 1)
+        for n, want, lo, kk, ss, pp in zip(g[1:], sz, least, k[2:], s, p):
+            if not lo <= want < lo + ss:
+                got = (want + 2 * pp - kk) // ss + 1 if want + 2 * pp >= kk else 0
+                span = (
+                    f"{max(lo, 1)}" if ss == 1 or lo + ss - 1 <= max(lo, 1) else f"from {max(lo, 1)} to {lo + ss - 1}"
+                )
+                raise ShapeError(
+                    f"{name}: size={list(sz)} does not fit g {list(g)}: {conv} of an input of length {want}"
+                    f" (kernel {kk}, stride {ss}, padding {pp}) has {got} positions, not {n}",
+                    fix=f"size= is the forward input's spatial size: here {span}",
+                )
+        return (k[1],) + sz
+
+    return rule
+
+
+def _weight_shape(d: int, name: str) -> Any:
+    conv = f"conv{d}d"
+
+    def rule(x: Shape, g: Shape, size: Any = None, stride: Any = 1, padding: Any = 0) -> Shape:
+        xs = "[C_in, L]" if d == 1 else "[C_in, H, W]"
+        gs = "[C_out, L_out]" if d == 1 else "[C_out, H_out, W_out]"
+        if size is None:
+            example = "3" if d == 1 else "[3, 3]"
+            raise ShapeError(
+                f"{name} needs the kernel's size: {name}(x, g, size={example})",
+                fix="size= is the forward kernel's spatial size",
+            )
+        if len(x) != d + 1:
+            raise ShapeError(f"{name} needs the forward input x, of shape {xs}, got shape {list(x)}")
+        if len(g) != d + 1:
+            raise ShapeError(f"{name} needs a cotangent g of shape {gs}, got shape {list(g)}")
+        kz = _per_axis(size, d, f"{name} size=", 1)
+        s = _per_axis(stride, d, f"{name} stride=", 1)
+        p = _per_axis(padding, d, f"{name} padding=", 0)
+        out = []
+        for n, kk, ss, pp in zip(x[1:], kz, s, p):
+            if kk > n + 2 * pp:
+                raise ShapeError(
+                    f"{name}: the kernel size {list(kz)} is larger than the padded input x {list(x)}"
+                    f" ({kk} > {n} + 2*{pp}); use a smaller size= or more padding="
+                )
+            out.append((n + 2 * pp - kk) // ss + 1)
+        if tuple(out) != tuple(g[1:]):
+            raise ShapeError(
+                f"{name}: g {list(g)} does not fit x {list(x)}: {conv} of x with a kernel of size {list(kz)},"
+                f" stride={list(s)}, padding={list(p)} has {out} positions, g has {list(g[1:])}",
+                fix=f"g is the cotangent of {conv}(x, k, ...)'s output: give the forward conv's size=, stride= and padding=",
+            )
+        return (g[0], x[0]) + kz
+
+    return rule
+
+
+def _maxpool_backward_shape(x: Shape, g: Shape, size: Any = None, stride: Any = None) -> Shape:
+    name = "maxpool2d_backward"
+    if size is None:
+        raise ShapeError(f"{name} needs a window size: {name}(x, g, 2) or {name}(x, g, size=[2, 2])")
+    out = _pool_shape(name)(x, size, stride)
+    if tuple(g) != out:
+        raise ShapeError(
+            f"{name}: g has shape {list(g)} but maxpool2d of x {list(x)} has shape {list(out)}",
+            fix="g is the cotangent of maxpool2d(x, ...)'s output: give the forward pool's size= and stride=",
+        )
+    return tuple(x)
+
+
+def _avgpool_backward_shape(g: Shape, size: Any = None, stride: Any = None, shape: Any = None) -> Shape:
+    name = "avgpool2d_backward"
+    if size is None:
+        raise ShapeError(f"{name} needs a window size: {name}(g, 2, shape=[C, H, W])")
+    if shape is None:
+        raise ShapeError(
+            f"{name} needs the forward input's shape: {name}(g, 2, shape=[C, H, W])",
+            fix="shape= is the shape of x in avgpool2d(x, ...)",
+        )
+    if len(shape) != 3 or any(n < 1 for n in shape):
+        raise ShapeError(f"{name} shape= must be the forward input's [C, H, W], got {list(shape)}")
+    if len(g) != 3:
+        raise ShapeError(f"{name} needs a cotangent g of shape [C, H_out, W_out], got shape {list(g)}")
+    out = _pool_shape(name)(tuple(shape), size, stride)
+    if tuple(g) != out:
+        raise ShapeError(
+            f"{name}: g has shape {list(g)} but avgpool2d of an input of shape {list(shape)} has shape {list(out)}",
+            fix="g is the cotangent of avgpool2d(x, ...)'s output: give the forward pool's size=, stride= and x's shape=",
+        )
+    return tuple(shape)
+
+
+def _transpose_size(lout: Shape, ksize: Shape, s: Shape, p: Shape, size: Any) -> tuple[int, ...]:
+    if size is None:
+        return _transpose_least(lout, ksize, s, p)
+    return _per_axis(size, len(lout), "size", 1)
+
+
+def _einsum(spec: str, a: Any, b: Any) -> Any:
+    """NumPy's ``einsum`` on numbers or object arrays (mpmath: no path optimisation there)."""
+    import numpy as np
+
+    if a.dtype == object or b.dtype == object:
+        return np.asarray(np.einsum(spec, a, b), dtype=object)
+    return np.einsum(spec, a, b, optimize=True)
+
+
+def _blank(N: Any, shape: tuple[int, ...], dtype: Any, zero: Any) -> Any:
+    """Zeros of ``shape``: of ``dtype``, or an object array of ``zero`` (an mpmath 0) when ``zero`` is given."""
+    if zero is None:
+        return N.zeros(shape, dtype=dtype)
+    return N.full(shape, zero, dtype=object)
+
+
+def _spatial(d: int) -> tuple[str, str]:
+    return ("h", "i") if d == 1 else ("hw", "ij")
+
+
+def _conv_transpose_arr(g: Any, k: Any, stride: Any, padding: Any, size: Any, d: int, zero: Any = None) -> Any:
+    """NumPy (``zero`` None) or mpmath (``zero`` an mpmath 0) form: each window's products added back into it."""
+    import numpy as np
+
+    s, p = _per_axis(stride, d, "stride", 1), _per_axis(padding, d, "padding", 0)
+    g, k = np.asarray(g), np.asarray(k)
+    lout, ksize = tuple(g.shape[-d:]), tuple(k.shape[-d:])
+    length = _transpose_size(lout, ksize, s, p, size)
+    sp, kl = _spatial(d)
+    t = _einsum(f"...o{sp},...oc{kl}->...c{sp}{kl}", g, k)  # batch + (C_in, *L_out, *K)
+    padded = tuple(n + 2 * pp for n, pp in zip(length, p))
+    out = _blank(np, t.shape[: t.ndim - 2 * d] + padded, t.dtype, zero)
+    for off in np.ndindex(*ksize):
+        dest = (Ellipsis,) + tuple(slice(o, o + ss * (n - 1) + 1, ss) for o, ss, n in zip(off, s, lout))
+        out[dest] += t[(Ellipsis,) + off]
+    return out[(Ellipsis,) + tuple(slice(pp, pp + n) for pp, n in zip(p, length))]
+
+
+def _conv_transpose_torch(T: Any, g: Any, k: Any, stride: Any, padding: Any, size: Any, d: int) -> Any:
+    """torch's ``conv_transpose`` with the ``output_padding`` that gives ``size``; a batched kernel as groups."""
+    import torch.nn.functional as F
+
+    s, p = _per_axis(stride, d, "stride", 1), _per_axis(padding, d, "padding", 0)
+    g, k = T.as_tensor(g), T.as_tensor(k)
+    lout, ksize = tuple(g.shape[-d:]), tuple(k.shape[-d:])
+    length = _transpose_size(lout, ksize, s, p, size)
+    extra = tuple(n - lo for n, lo in zip(length, _transpose_least(lout, ksize, s, p)))
+    conv = F.conv_transpose1d if d == 1 else F.conv_transpose2d
+    gb, kb = tuple(g.shape[: g.dim() - d - 1]), tuple(k.shape[: k.dim() - d - 2])
+    if not kb:
+        flat = g.reshape((-1,) + tuple(g.shape[g.dim() - d - 1 :]))
+        out = conv(flat, k, stride=s, padding=p, output_padding=extra)
+        return out.reshape(gb + tuple(out.shape[1:]))
+    # A batched kernel (perturbations): one group per batch element.
+    batch = tuple(T.broadcast_shapes(gb, kb))
+    groups = 1
+    for b in batch:
+        groups *= b
+    gs = g.expand(batch + tuple(g.shape[len(gb) :])).reshape((1, -1) + lout)
+    ks = k.expand(batch + tuple(k.shape[len(kb) :])).reshape((-1,) + tuple(k.shape[k.dim() - d - 1 :]))
+    out = conv(gs, ks, stride=s, padding=p, output_padding=extra, groups=groups)
+    return out.reshape(batch + (k.shape[-d - 1],) + length)
+
+
+def _conv_transpose_sympy(S: Any, g: Any, k: Any, stride: Any, padding: Any, size: Any, d: int) -> Any:
+    """Each input element one ``Add`` of the products of the windows that cover it."""
+    import numpy as np
+
+    s, p = _per_axis(stride, d, "stride", 1), _per_axis(padding, d, "padding", 0)
+    g, k = np.asarray(g, dtype=object), np.asarray(k, dtype=object)
+    lout, ksize = tuple(g.shape[1:]), tuple(k.shape[2:])
+    length = _transpose_size(lout, ksize, s, p, size)
+    taps: dict[tuple[int, ...], list[tuple[tuple[int, ...], tuple[int, ...]]]] = {}
+    for pos in np.ndindex(*lout):
+        for off in np.ndindex(*ksize):
+            at = tuple(q * ss - pp + o for q, ss, pp, o in zip(pos, s, p, off))
+            if all(0 <= a < n for a, n in zip(at, length)):
+                taps.setdefault(at, []).append((pos, off))
+    cout, cin = k.shape[0], k.shape[1]
+    out = np.empty((cin,) + length, dtype=object)
+    for at in np.ndindex(*length):
+        for c in range(cin):
+            pairs = [(k[(o, c) + off], g[(o,) + pos]) for o in range(cout) for pos, off in taps.get(at, ())]
+            out[(c,) + at] = _sum_of_products(S, pairs)
+    return out
+
+
+def _conv_weight_arr(x: Any, g: Any, size: Any, stride: Any, padding: Any, d: int, zero: Any = None) -> Any:
+    """NumPy (``zero`` None) or mpmath (``zero`` an mpmath 0) form: g against each window of the padded input."""
+    import numpy as np
+
+    s, p, kz = _per_axis(stride, d, "stride", 1), _per_axis(padding, d, "padding", 0), _per_axis(size, d, "size", 1)
+    x, g = np.asarray(x), np.asarray(g)
+    w = _windows(_pad(np, x, p, 0 if zero is None else zero), kz, s)  # batch + (C_in, *L_out, *K)
+    sp, kl = _spatial(d)
+    return _einsum(f"...o{sp},...c{sp}{kl}->...oc{kl}", g, w)
+
+
+def _conv_weight_torch(T: Any, x: Any, g: Any, size: Any, stride: Any, padding: Any, d: int) -> Any:
+    """g against each window of the padded input (``unfold``), per sample: torch's ``conv_weight`` without its sum over the batch."""
+    import torch.nn.functional as F
+
+    s, p, kz = _per_axis(stride, d, "stride", 1), _per_axis(padding, d, "padding", 0), _per_axis(size, d, "size", 1)
+    x, g = T.as_tensor(x), T.as_tensor(g)
+    if any(p):
+        x = F.pad(x, tuple(v for pp in reversed(p) for v in (pp, pp)))
+    w = x
+    for axis in range(d):  # batch + (C_in, *L_out, *K)
+        w = w.unfold(x.dim() - d + axis, kz[axis], s[axis])
+    sp, kl = _spatial(d)
+    return T.einsum(f"...o{sp},...c{sp}{kl}->...oc{kl}", g, w)
+
+
+def _conv_weight_sympy(S: Any, x: Any, g: Any, size: Any, stride: Any, padding: Any, d: int) -> Any:
+    """Each kernel element one ``Add``: g times the input elements that kernel element meets."""
+    import numpy as np
+
+    s, p, kz = _per_axis(stride, d, "stride", 1), _per_axis(padding, d, "padding", 0), _per_axis(size, d, "size", 1)
+    x, g = np.asarray(x, dtype=object), np.asarray(g, dtype=object)
+    lout = tuple(g.shape[1:])
+    cout, cin = g.shape[0], x.shape[0]
+    out = np.empty((cout, cin) + kz, dtype=object)
+    for off in np.ndindex(*kz):
+        taps = []
+        for pos in np.ndindex(*lout):
+            at = tuple(q * ss - pp + o for q, ss, pp, o in zip(pos, s, p, off))
+            if all(0 <= a < n for a, n in zip(at, x.shape[1:])):
+                taps.append((pos, at))
+        for o in range(cout):
+            for c in range(cin):
+                out[(o, c) + off] = _sum_of_products(S, [(g[(o,) + pos], x[(c,) + at]) for pos, at in taps])
+    return out
+
+
+def _scatter_windows(out: Any, parts: Any, size: tuple[int, ...], stride: tuple[int, ...], n_out: Shape) -> Any:
+    """Add ``parts`` (``batch + (C, oH, oW, kH, kW)``, or ``(C, oH, oW)`` for every window element) into ``out``'s windows."""
+    for i in range(size[0]):
+        for j in range(size[1]):
+            dest = (
+                Ellipsis,
+                slice(i, i + stride[0] * (n_out[0] - 1) + 1, stride[0]),
+                slice(j, j + stride[1] * (n_out[1] - 1) + 1, stride[1]),
+            )
+            out[dest] += parts if parts.ndim == out.ndim else parts[..., i, j]
+    return out
+
+
+def _batched(x: Any, g: Any, rank: int = 3) -> tuple[Any, Any, tuple[int, ...]]:
+    """``x`` and ``g`` broadcast to their common batch axes (the last ``rank`` axes are each one's own)."""
+    import numpy as np
+
+    batch = tuple(np.broadcast_shapes(x.shape[: x.ndim - rank], g.shape[: g.ndim - rank]))
+    return (
+        np.broadcast_to(x, batch + tuple(x.shape[x.ndim - rank :])),
+        np.broadcast_to(g, batch + tuple(g.shape[g.ndim - rank :])),
+        batch,
+    )
+
+
+def _maxpool_backward_kink(N: Any, x: Any, g: Any, size: Any, stride: Any) -> Any:
+    """maxpool2d's kink quantity of x, with the batch axes of x and g both (a perturbation of g alone moves no kink)."""
+    q = _maxpool_kink(N, x, size, stride)
+    g = N.asarray(g)
+    batch = tuple(N.broadcast_shapes(q.shape[: q.ndim - 3], g.shape[: g.ndim - 3]))
+    return N.broadcast_to(q, batch + tuple(q.shape[-3:]))
+
+
+def _maxpool_backward_np(N: Any, x: Any, g: Any, size: Any, stride: Any) -> Any:
+    """g routed to the first maximal element (row-major) of each window, as torch; a window with a nan: nan to each element."""
+    import numpy as np
+
+    sz, st = _pool_args(None, size, stride)
+    x, g, _ = _batched(np.asarray(x), np.asarray(g))
+    w = _flat_windows(x, sz, st)  # batch + (C, oH, oW, kH*kW)
+    first = np.argmax(w, axis=-1)[..., None]
+    parts = np.where(np.arange(w.shape[-1]) == first, g[..., None], 0)
+    parts = np.where(np.isnan(w).any(axis=-1, keepdims=True), np.nan, parts)  # no maximum: nan to the window
+    parts = parts.reshape(parts.shape[:-1] + sz)
+    out = np.zeros(x.shape, dtype=np.result_type(g.dtype, np.float64))
+    return _scatter_windows(out, parts, sz, st, tuple(g.shape[-2:]))
+
+
+def _maxpool_backward_torch(T: Any, x: Any, g: Any, size: Any, stride: Any) -> Any:
+    """torch's own ``max_pool2d`` backward (``max_pool2d_with_indices_backward``), so its double backward too."""
+    import torch.nn.functional as F
+
+    sz, st = _pool_args(None, size, stride)
+    x, g = T.as_tensor(x), T.as_tensor(g)
+    dtype = T.promote_types(x.dtype, g.dtype)
+    x, g = x.to(dtype), g.to(dtype)
+    batch = tuple(T.broadcast_shapes(tuple(x.shape[:-3]), tuple(g.shape[:-3])))
+    xs = x.expand(batch + tuple(x.shape[-3:])).reshape((-1,) + tuple(x.shape[-3:]))
+    gs = g.expand(batch + tuple(g.shape[-3:])).reshape((-1,) + tuple(g.shape[-3:]))
+    _, idx = F.max_pool2d(xs.detach(), sz, st, return_indices=True)
+    out = T.ops.aten.max_pool2d_with_indices_backward(gs, xs, list(sz), list(st), [0, 0], [1, 1], False, idx)
+    return out.reshape(batch + tuple(x.shape[-3:]))
+
+
+def _maxpool_backward_sympy(S: Any, x: Any, g: Any, size: Any, stride: Any) -> Any:
+    """Each element of x: the sum of g over the windows where it is the first maximal element.
+
+    "First maximal" is ``x_j > x_i`` for the elements before it (row-major) and
+    ``x_j >= x_i`` for those after it, written with the comparisons' flat SymPy
+    functions (derivative 0), so the value at a tie is torch's.
+    """
+    import numpy as np
+
+    from .logic import _flat
+
+    sz, st = _pool_args(None, size, stride)
+    x, g = np.asarray(x, dtype=object), np.asarray(g, dtype=object)
+    positive, nonnegative = _flat(S)["positive"], _flat(S)["nonnegative"]
+    terms: dict[tuple[int, ...], list[Any]] = {}
+    for c, oh, ow in np.ndindex(*g.shape):
+        at = [(c, oh * st[0] + i, ow * st[1] + j) for i, j in np.ndindex(*sz)]
+        for j, here in enumerate(at):
+            factors = [positive(x[here] - x[other]) for other in at[:j]]
+            factors += [nonnegative(x[here] - x[other]) for other in at[j + 1 :]]
+            terms.setdefault(here, []).append(S.Mul(g[c, oh, ow], *factors))
+    out = np.empty(x.shape, dtype=object)
+    for idx in np.ndindex(*x.shape):
+        out[idx] = S.Add(*terms.get(idx, ()))
+    return out
+
+
+def _maxpool_backward_mp(M: Any, x: Any, g: Any, size: Any, stride: Any) -> Any:
+    """As the NumPy form; a window with a nan in x sends nan to each of its elements."""
+    import numpy as np
+
+    sz, st = _pool_args(None, size, stride)
+    x, g, _ = _batched(np.asarray(x, dtype=object), np.asarray(g, dtype=object))
+    out = np.full(x.shape, M.mpf(0), dtype=object)
+    for idx in np.ndindex(*g.shape):
+        *b, c, oh, ow = idx
+        at = [tuple(b) + (c, oh * st[0] + i, ow * st[1] + j) for i, j in np.ndindex(*sz)]
+        vals = [x[a] for a in at]
+        if any(M.isnan(v) for v in vals):
+            for a in at:
+                out[a] = M.nan
+            continue
+        first = max(range(len(vals)), key=lambda i: (vals[i], -i))
+        out[at[first]] = out[at[first]] + g[idx]
+    return out
+
+
+def _avgpool_backward_arr(g: Any, size: Any, stride: Any, shape: Any, zero: Any = None) -> Any:
+    """NumPy (``zero`` None) or mpmath (``zero`` an mpmath 0) form: g / window size into each window."""
+    import numpy as np
+
+    sz, st = _pool_args(None, size, stride)
+    g = np.asarray(g)
+    out = _blank(np, g.shape[:-3] + tuple(shape), np.result_type(g.dtype, np.float64), zero)
+    out = _scatter_windows(out, g, sz, st, tuple(g.shape[-2:]))
+    return out / (sz[0] * sz[1] if zero is None else zero + sz[0] * sz[1])
+
+
+def _avgpool_backward_torch(T: Any, g: Any, size: Any, stride: Any, shape: Any) -> Any:
+    """torch's own ``avg_pool2d`` backward (``avg_pool2d_backward``), so its double backward too."""
+    sz, st = _pool_args(None, size, stride)
+    g = T.as_tensor(g)
+    gs = g.reshape((-1,) + tuple(g.shape[-3:]))
+    like = gs.new_zeros((gs.shape[0],) + tuple(shape))
+    out = T.ops.aten.avg_pool2d_backward(gs, like, list(sz), list(st), [0, 0], False, True, None)
+    return out.reshape(tuple(g.shape[:-3]) + tuple(shape))
+
+
+def _avgpool_backward_sympy(S: Any, g: Any, size: Any, stride: Any, shape: Any) -> Any:
+    import numpy as np
+
+    sz, st = _pool_args(None, size, stride)
+    g = np.asarray(g, dtype=object)
+    terms: dict[tuple[int, ...], list[Any]] = {}
+    for c, oh, ow in np.ndindex(*g.shape):
+        for i, j in np.ndindex(*sz):
+            terms.setdefault((c, oh * st[0] + i, ow * st[1] + j), []).append(g[c, oh, ow])
+    n = S.Integer(sz[0] * sz[1])
+    out = np.empty(tuple(shape), dtype=object)
+    for idx in np.ndindex(*out.shape):
+        out[idx] = S.Add(*terms.get(idx, ())) / n
+    return out
+
+
+_STRIDE = Attr("stride", 1, _INT_OR_INTS, "the forward conv's stride")
+_PADDING = Attr("padding", 0, _INT_OR_INTS, "the forward conv's padding")
+
+
+def _conv_transpose(name: str, d: int, doc: str) -> None:
+    _add(
+        Op(
+            name, 2, "structural",
+            lambda N, args, shapes, stride, padding, size: _conv_transpose_arr(args[0], args[1], stride, padding, size, d),
+            lambda T, args, shapes, stride, padding, size: _conv_transpose_torch(T, args[0], args[1], stride, padding, size, d),
+            lambda S, args, shapes, stride, padding, size: _conv_transpose_sympy(S, args[0], args[1], stride, padding, size, d),
+            lambda M, args, shapes, stride, padding, size: _conv_transpose_arr(args[0], args[1], stride, padding, size, d, M.mpf(0)),
+            _transpose_shape(d, name), doc,
+            incremental=DENSE,
+            vjp=_conv_transpose_vjp(d),
+            attrs=(
+                _STRIDE, _PADDING,
+                Attr("size", None, _INT_OR_INTS, "the forward input's spatial size (default: the smallest that fits g)"),
+            ),
+        )
+    )  # fmt: skip
+
+
+def _conv_weight(name: str, d: int, doc: str) -> None:
+    _add(
+        Op(
+            name, 2, "structural",
+            lambda N, args, shapes, size, stride, padding: _conv_weight_arr(args[0], args[1], size, stride, padding, d),
+            lambda T, args, shapes, size, stride, padding: _conv_weight_torch(T, args[0], args[1], size, stride, padding, d),
+            lambda S, args, shapes, size, stride, padding: _conv_weight_sympy(S, args[0], args[1], size, stride, padding, d),
+            lambda M, args, shapes, size, stride, padding: _conv_weight_arr(args[0], args[1], size, stride, padding, d, M.mpf(0)),
+            _weight_shape(d, name), doc,
+            incremental=DENSE,
+            vjp=_conv_weight_vjp(d),
+            attrs=(
+                Attr("size", None, _INT_OR_INTS, "the kernel's spatial size (required); also the third positional argument"),
+                _STRIDE, _PADDING,
+            ),
+        )
+    )  # fmt: skip
+
+
+_conv_transpose(
+    "conv_transpose1d", 1,
+    "`conv_transpose1d(g, k)`: the gradient of `conv1d(x, k)` in x for the cotangent g `[C_out, L_out]` (torch's `conv_transpose1d`): "
+    "`[C_in, L]`; `size=` is L, the forward input's length, when the stride leaves a choice",
+)  # fmt: skip
+_conv_transpose(
+    "conv_transpose2d", 2,
+    "`conv_transpose2d(g, k)`: the gradient of `conv2d(x, k)` in x for the cotangent g `[C_out, H_out, W_out]` (torch's `conv_transpose2d`): "
+    "`[C_in, H, W]`; `size=` is [H, W], the forward input's size, when the stride leaves a choice",
+)  # fmt: skip
+_conv_weight(
+    "conv1d_weight", 1,
+    "`conv1d_weight(x, g)`: the gradient of `conv1d(x, k)` in the kernel k for the cotangent g `[C_out, L_out]` "
+    "(torch's `conv1d_weight`, one sample): `[C_out, C_in, K]`, `size=` K; `conv1d_weight(x, g, 3)`",
+)  # fmt: skip
+_conv_weight(
+    "conv2d_weight", 2,
+    "`conv2d_weight(x, g)`: the gradient of `conv2d(x, k)` in the kernel k for the cotangent g `[C_out, H_out, W_out]` "
+    "(torch's `conv2d_weight`, one sample): `[C_out, C_in, kH, kW]`, `size=` [kH, kW]; `conv2d_weight(x, g, size=[3, 3])`",
+)  # fmt: skip
+_add(
+    Op(
+        "maxpool2d_backward", 2, "structural",
+        lambda N, args, shapes, size, stride: _maxpool_backward_np(N, args[0], args[1], size, stride),
+        lambda T, args, shapes, size, stride: _maxpool_backward_torch(T, args[0], args[1], size, stride),
+        lambda S, args, shapes, size, stride: _maxpool_backward_sympy(S, args[0], args[1], size, stride),
+        lambda M, args, shapes, size, stride: _maxpool_backward_mp(M, args[0], args[1], size, stride),
+        _maxpool_backward_shape,
+        "`maxpool2d_backward(x, g)`: the gradient of `maxpool2d(x, size)` in x for the cotangent g `[C, H_out, W_out]`: each window's g "
+        "to the window's first maximal element of x (row-major), `[C, H, W]`; `maxpool2d_backward(x, g, 2)`",
+        kink=lambda N, args, shapes, size, stride: _maxpool_backward_kink(N, args[0], args[1], size, stride),
+        kink_doc="where two elements of x tie for a window's maximum (a jump in x)",
+        convention=(
+            "every source routes g to the first maximal element of the window (row-major), as torch's max_pool2d "
+            "backward; its derivative in x is 0 (torch, SymPy); central difference: the jump over the step"
+        ),
+        analytic=False,
+        incremental=DENSE,
+        attrs=_POOL_ATTRS,
+        vjp=_maxpool_backward_vjp,
+    )
+)  # fmt: skip
+_add(
+    Op(
+        "avgpool2d_backward", 1, "structural",
+        lambda N, args, shapes, size, stride, shape: _avgpool_backward_arr(args[0], size, stride, shape),
+        lambda T, args, shapes, size, stride, shape: _avgpool_backward_torch(T, args[0], size, stride, shape),
+        lambda S, args, shapes, size, stride, shape: _avgpool_backward_sympy(S, args[0], size, stride, shape),
+        lambda M, args, shapes, size, stride, shape: _avgpool_backward_arr(args[0], size, stride, shape, M.mpf(0)),
+        _avgpool_backward_shape,
+        "`avgpool2d_backward(g)`: the gradient of `avgpool2d(x, size)` in x for the cotangent g `[C, H_out, W_out]`: g / (window size) "
+        "into each window, `shape=` x's `[C, H, W]`; `avgpool2d_backward(g, 2, shape=[C, H, W])`",
+        incremental=DENSE,
+        attrs=(*_POOL_ATTRS, Attr("shape", None, ("ints",), "the forward input's shape [C, H, W] (required)")),
+        vjp=lambda shapes, out, size=None, stride=None, shape=None: (f"avgpool2d(g, {_pool_kw(size, stride)})",),
     )
 )  # fmt: skip

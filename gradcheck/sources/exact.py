@@ -8,6 +8,11 @@ evaluates the IR itself with the ``"mpmath"`` backend of
 op's mpmath form turns an undefined or infinite value into nan element by
 element, and nan stays nan, so the answer is per sample.
 
+The file's ``expected`` gradients are evaluated the same way
+(:func:`expected_gradients`): on their IR, with the entries they name, in
+mpmath, never through a SymPy expression expanded element by element (a
+course's ``dW = outer(p - y, x)`` costs one op, not a formula per element).
+
 Deciding whether the data's rounding makes the loss doubtful is the
 caller's business.
 """
@@ -21,7 +26,9 @@ import numpy as np
 
 from .. import interp
 from ..model import Model
+from . import Gradients
 from .symbolic import DPS
+from .symbolic.numbers import collect
 
 
 def _exact(mpmath: Any, value: Any) -> Any:
@@ -29,6 +36,22 @@ def _exact(mpmath: Any, value: Any) -> Any:
     arr = np.asarray(value, dtype=np.float64)
     out = np.frompyfunc(mpmath.mpf, 1, 1)(arr)
     return np.asarray(out, dtype=object) if arr.ndim else out
+
+
+def _environment(mpmath: Any, model: Model, point: Mapping[str, Any]) -> dict[str, Any]:
+    """Params (``point``'s values, else the model's) and data columns as exact mpmath arrays."""
+    env: dict[str, Any] = {}
+    for name, p in model.params.items():
+        env[name] = _exact(mpmath, point[name] if name in point else p.value)
+    for name, column in model.data.items():
+        env[name] = _exact(mpmath, column)
+    return env
+
+
+def _per_sample(value: Any, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` (per-sample ``shape``, with or without the samples axis) as ``(n, *shape)`` objects."""
+    arr = np.asarray(value, dtype=object)
+    return np.broadcast_to(arr, (n, *shape))
 
 
 def per_sample_losses(model: Model, point: Mapping[str, Any]) -> np.ndarray:
@@ -42,11 +65,7 @@ def per_sample_losses(model: Model, point: Mapping[str, Any]) -> np.ndarray:
     import mpmath
 
     with mpmath.workdps(DPS):
-        env: dict[str, Any] = {}
-        for name, p in model.params.items():
-            env[name] = _exact(mpmath, point[name] if name in point else p.value)
-        for name, column in model.data.items():
-            env[name] = _exact(mpmath, column)
+        env = _environment(mpmath, model, point)
         values = interp.evaluate(model.entries, env, "mpmath", mpmath, until=model.loss)
         loss = np.asarray(values[model.loss], dtype=object)
         n = model.n_samples
@@ -55,3 +74,27 @@ def per_sample_losses(model: Model, point: Mapping[str, Any]) -> np.ndarray:
         for i, v in enumerate(loss):
             out[i] = float(v) if mpmath.isfinite(v) else np.nan
     return out
+
+
+def expected_gradients(model: Model, point: Mapping[str, Any]) -> Gradients:
+    """The file's hand-derived ``expected`` gradients, evaluated exactly on their IR.
+
+    Each ``expected`` expression is run by the ``"mpmath"`` backend of
+    :mod:`gradcheck.interp` at ``DPS`` digits, per sample, with the model's
+    entries evaluated the same way, and reduced over the samples exactly as
+    the symbolic source's gradients are (:func:`~.symbolic.numbers.collect`).
+    An expression undefined at a sample gives nan there, as written.
+    """
+    import mpmath
+
+    n = model.n_samples
+    with mpmath.workdps(DPS):
+        values = interp.evaluate(model.entries, _environment(mpmath, model, point), "mpmath", mpmath)
+        columns: list[Any] = [list(_per_sample(values[model.loss], n, ()))]
+        layout: list[tuple[str, tuple[int, ...]]] = []
+        for name, node in model.expected.items():
+            shape = model.params[name].shape
+            grad = _per_sample(interp.run(node, values, "mpmath", mpmath), n, shape).reshape(n, -1)
+            columns.extend(list(grad[:, k]) for k in range(grad.shape[1]))
+            layout.append((name, shape))
+    return collect(model, columns, layout, "expected")

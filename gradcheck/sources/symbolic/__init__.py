@@ -9,7 +9,7 @@ One module per job (see ``docs/how-it-works.md``):
 * :mod:`.numbers` reduces the exact per-sample values to float64;
 * :mod:`.formulas` builds the readable derivative formulas that
   ``Model.gradient_formula`` and the report show (in plain SymPy symbols);
-* :mod:`.evaluate` evaluates given expressions (the file's ``expected``).
+* :mod:`.evaluate` evaluates given SymPy expressions per sample.
 
 Nothing here touches torch or the finite differences.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import Gradients
 from . import codegen
-from .evaluate import evaluate_exprs, expected_gradients
+from .evaluate import evaluate_exprs
 from .formulas import MAX_INLINED_SIZE, expression, formula, formula_in_entries, inlined_size, loss_expression
 from .numbers import DPS, collect
 
@@ -33,7 +33,6 @@ __all__ = [
     "DPS",
     "MAX_INLINED_SIZE",
     "evaluate_exprs",
-    "expected_gradients",
     "expression",
     "formula",
     "formula_in_entries",

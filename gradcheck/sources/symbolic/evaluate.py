@@ -1,4 +1,4 @@
-"""Evaluating given SymPy expressions of params and data exactly (the file's ``expected``)."""
+"""Evaluating given SymPy expressions of params and data exactly, per sample, in mpmath."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import Gradients
-from .formulas import build, expression
-from .numbers import DPS, collect
+from .formulas import build
+from .numbers import DPS
 
 if TYPE_CHECKING:
     from ...model import Model
@@ -83,17 +82,3 @@ def _one(fn: Any, args: list[Any]) -> Any:
         return mpmath.inf
     except (ValueError, OverflowError, TypeError):
         return mpmath.nan
-
-
-def expected_gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients:
-    """The file's hand-derived ``expected`` gradients, evaluated exactly like ``symbolic``."""
-    built = build(model)
-    exprs = [built.loss]
-    layout: list[tuple[str, tuple[int, ...]]] = []
-    for name, node in model.expected.items():
-        shape = model.params[name].shape
-        arr = np.broadcast_to(expression(model, node), shape)
-        exprs.extend(arr.reshape(-1).tolist())
-        layout.append((name, shape))
-    rows = evaluate_exprs(model, exprs, point)
-    return collect(model, [list(col) for col in zip(*rows)], layout, "expected")
