@@ -509,7 +509,8 @@ def unbroadcast(g: Node, shape: Shape) -> Node:
     stretched = [lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1]
     out = g
     if stretched:
-        out = rebuild("sum", (out,), (("axis", tuple(stretched)), ("keepdims", True)))
+        axis: int | tuple[int, ...] = stretched[0] if len(stretched) == 1 else tuple(stretched)
+        out = rebuild("sum", (out,), (("axis", axis), ("keepdims", True)))
     if lead:
         if not shape:
             return rebuild("sum", (out,))

@@ -129,6 +129,25 @@ OP_CASES: dict[str, tuple[str, dict[str, tuple[int, ...]], str]] = {
     "expand": ("expand(a, [2, 3, 4])", {"a": (3, 1)}, "any"),
     "expand_scalar": ("expand(a, [3])", {"a": ()}, "any"),
     "scatter": ("scatter(a, shape=[5, 3], start=[1, 1], step=[2, 1])", {"a": (2, 2)}, "any"),
+    # the layers, and the backward ops their rules are written with
+    "conv1d": ("conv1d(a, b, stride=2, padding=1)", {"a": (2, 7), "b": (3, 2, 3)}, "any"),
+    "conv2d": ("conv2d(a, b, stride=[1, 2], padding=1)", {"a": (2, 5, 6), "b": (3, 2, 2, 3)}, "any"),
+    "maxpool2d": ("maxpool2d(a, 2)", {"a": (2, 4, 6)}, "any"),
+    "avgpool2d": ("avgpool2d(a, 2, stride=1)", {"a": (2, 4, 5)}, "any"),
+    "conv_transpose1d": ("conv_transpose1d(a, b, stride=2, padding=1, size=7)", {"a": (3, 4), "b": (3, 2, 3)}, "any"),
+    "conv_transpose2d": (
+        "conv_transpose2d(a, b, stride=[1, 2], padding=1, size=[5, 6])",
+        {"a": (3, 6, 3), "b": (3, 2, 2, 3)},
+        "any",
+    ),
+    "conv1d_weight": ("conv1d_weight(a, b, size=3, stride=2, padding=1)", {"a": (2, 7), "b": (3, 4)}, "any"),
+    "conv2d_weight": (
+        "conv2d_weight(a, b, size=[2, 3], stride=[1, 2], padding=1)",
+        {"a": (2, 5, 6), "b": (3, 6, 3)},
+        "any",
+    ),
+    "maxpool2d_backward": ("maxpool2d_backward(a, b, size=2)", {"a": (2, 4, 6), "b": (2, 2, 3)}, "any"),
+    "avgpool2d_backward": ("avgpool2d_backward(a, size=2, stride=1, shape=[2, 4, 5])", {"a": (2, 3, 4)}, "any"),
 }
 UNARY_DOMAINS = {
     "log": "positive",
