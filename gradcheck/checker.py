@@ -136,7 +136,7 @@ def check(
                     model, point, tol, dtype, against=against, directions=directions, seed=seed
                 )
     with budget.spend("printing the derivative formulas"):
-        formulas, formula_lines, notes = _formulas(model)
+        formulas, formula_lines, formulas_latex, notes = _formulas(model)
     return Report(
         model=model.name,
         dtype=dtype,
@@ -144,6 +144,7 @@ def check(
         sources=sources,
         formulas=formulas,
         formula_lines=formula_lines,
+        formulas_latex=formulas_latex,
         points=results,
         notes=notes,
         strict=strict,
@@ -339,47 +340,32 @@ def _judge_point(
     return PointResult(params=point, loss=sym.loss, gradients=gradients)
 
 
-#: Tensors with at most this many elements get per-element formulas in the report.
-MAX_FORMULA_ELEMENTS = 16
+def _formulas(model: Model) -> tuple[dict[str, str], list[FormulaLine], dict[str, str], list[str]]:
+    """The report's formulas: per param the model-language text, the table's lines, the LaTeX, notes.
 
-
-#: Formulas longer than this (as one line of text) are shown as that line, not pretty-printed.
-MAX_PRETTY_CHARS = 300
-
-
-def _formulas(model: Model) -> tuple[dict[str, Any], list[FormulaLine], list[str]]:
-    """The report's formulas: JSON text per element, the table's printed lines, notes.
-
-    Everything the table shows is computed here, during the check; a tensor
-    with more than :data:`MAX_FORMULA_ELEMENTS` elements gets a note, and no
-    per-element formula is built for it.
+    Each is ``Model.gradient_expression``: one expression in the param's shape,
+    built at tensor level (cheap at any size, so no tensor is left out). A
+    param whose derivation needs an op without a tensor-form rule gets a note
+    instead. Everything the table and a notebook show is made here, during
+    the check.
     """
-    from .sources.symbolic import formulas as sym
+    from .latex import derivative_latex, expression_latex
 
-    texts: dict[str, Any] = {}
+    texts: dict[str, str] = {}
     lines: list[FormulaLine] = []
+    latex: dict[str, str] = {}
     notes = []
-    if sym.formula_in_entries(model):
-        notes.append(
-            f"formulas are written with the model's entries as symbols ({', '.join(model.entries)}), by the chain rule: "
-            f"the loss with every entry substituted would be too large to read (about {sym.inlined_size(model)} "
-            f"operations, more than {sym.MAX_INLINED_SIZE})"
-        )
-    for name, p in model.params.items():
-        if p.value.size > MAX_FORMULA_ELEMENTS:
-            notes.append(
-                f"formulas for {name!r} omitted: {p.value.size} elements (more than {MAX_FORMULA_ELEMENTS}); "
-                f"Model.gradient_formula({name!r}) gives them all"
-            )
+    shapes = {k: model.shape_of(k) for k in [*model.params, *model.data, *model.entries]}
+    for name in model.params:
+        try:
+            text = model.gradient_expression(name)
+        except ModelError as err:
+            notes.append(f"no formula for {name!r}: {str(err).splitlines()[0]}")  # the message, not its caret
             continue
-        f = np.asarray(model.gradient_formula(name).tolist() if p.shape else model.gradient_formula(name), dtype=object)
-        texts[name] = str(f.item()) if not p.shape else np.vectorize(str, otypes=[object])(f).tolist()
-        for idx in np.ndindex(*p.shape):
-            text = str(f[idx])
-            # SymPy's pretty printer is slow on big formulas, whose art no terminal fits anyway.
-            unicode, ascii = sym.pretty(model, name, idx) if len(text) <= MAX_PRETTY_CHARS else ("", "")
-            lines.append(FormulaLine(model.loss, name, idx, text, unicode, ascii))
-    return texts, lines, notes
+        texts[name] = text
+        lines.append(FormulaLine(model.loss, name, text))
+        latex[name] = derivative_latex(model.loss, name, model.shape_of(name), expression_latex(text, shapes))
+    return texts, lines, latex, notes
 
 
 def assert_agree(model: Model, **kwargs: Any) -> Report:

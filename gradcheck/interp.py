@@ -47,8 +47,8 @@ def apply(node: Node, args: list[Any], backend: str, mod: Any, visit: Visit | No
     """Apply ``node``'s op to already evaluated operands."""
     op = OPS[node.op]
     attrs = op.bind(node.attrs)
-    if backend in ("numpy", "torch") and not any(hasattr(a, "shape") for a in args):
-        # Only numbers (e.g. ``exp(2)``): compute in float64 and hand back a Python float,
+    if backend in ("numpy", "torch") and not node.shape and not any(hasattr(a, "shape") for a in args):
+        # Only numbers to a number (e.g. ``exp(2)``; ``expand(1, [3])`` makes an array): compute in float64 and hand back a Python float,
         # which combines with tensors of any dtype without promoting them.
         import numpy as np
 

@@ -150,9 +150,9 @@ class Model:
 
         A tensor form (``outer(p * sum(y) - y, x)``) built by reverse
         accumulation with the op table's vector-Jacobian rules, naming the
-        model's entries; for a scalar param of a model whose entries are all
-        scalars, SymPy's simplified formula when that text is model language
-        (``2*x*(b + w*x - y)``). Either text, written as the param's
+        model's entries; for a model of scalars (params, data and entries all
+        scalars per sample), SymPy's simplified formula when that text is
+        model language (``2*x*(b + w*x - y)``). Either text, written as the param's
         ``expected:``, agrees with the other sources. A :class:`ModelError`
         names an op that has no tensor-form rule yet (see ``docs/model-file.md``).
         """

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .compare import Tolerance, Verdict, severity, worst
+from .display import error, number, short_value
 
 #: Tensors with at most this many elements get one table row per element.
 MAX_TABLE_ELEMENTS = 8
@@ -80,6 +81,14 @@ class GradientResult:
 
         return max(self.verdicts, key=key) if self.verdicts else ()
 
+    def rows(self) -> list[tuple[tuple[int, ...], str]]:
+        """The table's rows, ``(index, label)``: every element of a small tensor, else the worst one."""
+        size = int(np.prod(self.values["symbolic"].shape, dtype=np.int64))
+        if size <= MAX_TABLE_ELEMENTS:
+            return [(idx, _label(self.name, idx)) for idx in self.verdicts]
+        idx = self.worst_index()
+        return [(idx, f"{_label(self.name, idx)} (worst of {size})")]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "shape": list(self.shape),
@@ -123,20 +132,12 @@ class FormulaLine:
 
     loss: str  # the loss entry's name
     param: str
-    index: tuple[int, ...]
-    text: str  # one line, as in the JSON ``formulas``
-    unicode: str  # SymPy's pretty printing of ``dloss/dparam = formula``, Unicode
-    ascii: str  # the same in ASCII
+    text: str  # the model-language formula, as in the JSON ``formulas``
 
-    def text_for(self, unicode: bool, width: int) -> Any:
-        """The pretty form where it fits (at most 12 lines, ``width`` columns), else the one-line text."""
-        from rich.text import Text
-
-        lines = (self.unicode if unicode else self.ascii).splitlines()
-        if lines and len(lines) <= 12 and max(map(len, lines)) + 2 <= width:
-            return Text("\n".join("  " + line.rstrip() for line in lines))
+    def text_for(self, unicode: bool) -> str:
+        """``  ∂loss/∂W1 = outer(...)`` (``d`` for ``∂`` off a Unicode console)."""
         d = "\u2202" if unicode else "d"
-        return Text(f"  {d}{self.loss}/{d}{_label(self.param, self.index)} = {self.text}")
+        return f"  {d}{self.loss}/{d}{self.param} = {self.text}"
 
 
 @dataclass
@@ -151,7 +152,8 @@ class Report:
     dtype: str
     tolerance: Tolerance
     sources: list[str]
-    formulas: dict[str, Any]
+    #: Per param, the derivative of the per-sample loss as model-language text (``gradcheck formulas``).
+    formulas: dict[str, str]
     points: list[PointResult]
     notes: list[str] = field(default_factory=list)
     strict: bool = False
@@ -159,6 +161,8 @@ class Report:
     formula_lines: list[FormulaLine] = field(default_factory=list)
     #: K in directional mode (``gradients`` then holds ``direction[0]``, ...), else None.
     directions: int | None = None
+    #: Per param, ``\frac{\partial \ell}{\partial w} = ...``: the formula in LaTeX (notebooks show it).
+    formulas_latex: dict[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -202,8 +206,8 @@ class Report:
         extra = [s for s in self.sources if s not in ("symbolic", "autograd", "finite_difference")]
         for i, point in enumerate(self.points):
             where = "the model's values" if i == 0 else "random point"
-            params = ", ".join(f"{k} = {_short_value(v)}" for k, v in point.params.items())
-            console.print(Text(f"point {i} ({where}): {params}; loss = {_short_value(point.loss)}", style="bold"))
+            params = ", ".join(f"{k} = {short_value(v)}" for k, v in point.params.items())
+            console.print(Text(f"point {i} ({where}): {params}; loss = {short_value(point.loss)}", style="bold"))
             table = Table(show_edge=False, pad_edge=False, header_style="bold")
             table.add_column("param")
             for src in self.sources:
@@ -216,19 +220,13 @@ class Report:
             table.add_column("status")
             notes = []
             for g in point.gradients.values():
-                size = int(np.prod(g.values["symbolic"].shape, dtype=np.int64))
-                if size <= MAX_TABLE_ELEMENTS:
-                    rows = [(idx, _label(g.name, idx)) for idx in g.verdicts]
-                else:
-                    idx = g.worst_index()
-                    rows = [(idx, f"{_label(g.name, idx)} (worst of {size})")]
-                for idx, label in rows:
+                for idx, label in g.rows():
                     ref = float(g.values["symbolic"][idx])
                     cells = [label]
-                    cells += [_num(float(g.values[src][idx])) for src in self.sources]
+                    cells += [number(float(g.values[src][idx])) for src in self.sources]
                     for src in ["autograd", "finite_difference"] + extra:
-                        cells.append(_err(float(g.values[src][idx]) - ref))
-                    cells.append(_err(float(g.fd_error[idx])))
+                        cells.append(error(float(g.values[src][idx]) - ref))
+                    cells.append(error(float(g.fd_error[idx])))
                     verdict = g.verdicts[idx]
                     cells.append(verdict.status + (f" ({verdict.odd_one_out})" if verdict.odd_one_out else ""))
                     table.add_row(*cells, style=None if verdict.status == "agree" else colours[verdict.status])
@@ -240,10 +238,10 @@ class Report:
             if point.hessian is not None:
                 self._render_hessian(console, point.hessian, colours)
         if self.formula_lines:
-            console.print(Text("d(per-sample loss)/d(param), from SymPy:", style="bold"))
+            console.print(Text("d(per-sample loss)/d(param):", style="bold"))
             unicode = (console.encoding or "").lower().startswith("utf")
             for line in self.formula_lines:
-                console.print(line.text_for(unicode, console.width), highlight=False)
+                console.print(Text(line.text_for(unicode)), highlight=False)
         for note in self.notes:
             console.print(Text("note: " + note, style="dim"))
 
@@ -274,9 +272,9 @@ class Report:
         table.add_column("status")
         for idx in shown:
             ref = float(h.values["symbolic"][idx])
-            cells = [h.label(idx)] + [_num(float(h.values[src][idx])) for src in sources]
-            cells += [_err(float(h.values[src][idx]) - ref) for src in sources[1:]]
-            cells.append(_err(float(h.fd_error[idx])))
+            cells = [h.label(idx)] + [number(float(h.values[src][idx])) for src in sources]
+            cells += [error(float(h.values[src][idx]) - ref) for src in sources[1:]]
+            cells.append(error(float(h.fd_error[idx])))
             verdict = h.verdicts[idx]
             cells.append(verdict.status + (f" ({verdict.odd_one_out})" if verdict.odd_one_out else ""))
             table.add_row(*cells, style=None if verdict.status == "agree" else colours[verdict.status])
@@ -296,23 +294,8 @@ class Report:
     def __str__(self) -> str:
         return self.table()
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: an HTML table with the formulas in LaTeX (see :mod:`gradcheck.display`)."""
+        from .display import report_html
 
-def _num(x: float) -> str:
-    if not math.isfinite(x):
-        return str(x)
-    return f"{x:.16g}"
-
-
-def _err(x: float) -> str:
-    if not math.isfinite(x):
-        return str(abs(x))
-    return f"{abs(x):.1e}"
-
-
-def _short_value(v: Any) -> str:
-    arr = np.asarray(v, dtype=np.float64)
-    if arr.ndim == 0:
-        return f"{float(arr):.10g}"
-    if arr.size <= 4:
-        return "[" + ", ".join(f"{x:.6g}" for x in arr.reshape(-1)) + "]"
-    return f"<{'x'.join(map(str, arr.shape))} tensor>"
+        return report_html(self)

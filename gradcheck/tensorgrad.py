@@ -286,6 +286,7 @@ def _product(op: str, args: tuple[Node, ...]) -> Node:
     kept = [(b, p) for b, p in merged.values() if p != 0]
     # ``expand(s, S)`` as a factor: the other factors broadcast to S anyway, so ``s`` does
     kept = _unexpand(kept, whole.shape)
+    coef, kept = _numbers(coef, kept)
     out = _assemble(coef, kept)
     if out.shape != whole.shape:  # a cancelled factor carried the shape: keep it broadcast
         out = make("expand", (out,), (("shape", whole.shape),)) if whole.shape else whole
@@ -317,6 +318,20 @@ def _unexpand(kept: list[tuple[Node, float]], shape: Shape) -> list[tuple[Node, 
         except ValueError:
             continue
     return out
+
+
+def _numbers(
+    coef: Fraction | float, kept: list[tuple[Node, float]]
+) -> tuple[Fraction | float, list[tuple[Node, float]]]:
+    """Number factors (an ``expand`` of a number, unwrapped) moved into the coefficient."""
+    out = []
+    for base, power in kept:
+        value = number(base)
+        if value is not None and value != 0 and power in (1, -1):
+            coef = coef * _exact(value) ** int(power)
+        else:
+            out.append((base, power))
+    return coef, out
 
 
 def _power(base: Node, p: float) -> Node:
@@ -357,21 +372,24 @@ def _distribute(node: Node) -> Node | None:
         else:
             factors.append(n)
     sums = [i for i, f in enumerate(factors) if f.op in ("add", "sub")]
-    if len(sums) != 1 or len(factors) > 8:
+    if not sums or len(factors) > 8:
         return None
-    i = sums[0]
-    rest = factors[:i] + factors[i + 1 :]
-    total = factors[i]
-    parts = []
-    for term in total.args:
-        prod = term
-        for f in rest:
-            prod = _product_no_distribute(prod, f)
-        parts.append(prod)
-    out = _add(parts[0], parts[1]) if total.op == "add" else _sub(parts[0], parts[1])
-    if out.shape != node.shape:
+    best: Node | None = None
+    for i in sums:
+        rest = factors[:i] + factors[i + 1 :]
+        total = factors[i]
+        parts = []
+        for term in total.args:
+            prod = term
+            for f in rest:
+                prod = _product_no_distribute(prod, f)
+            parts.append(prod)
+        out = _add(parts[0], parts[1]) if total.op == "add" else _sub(parts[0], parts[1])
+        if out.shape == node.shape and (best is None or _size(out) < _size(best)):
+            best = out
+    if best is None:
         return None
-    return rebuild("neg", (out,)) if node.op == "neg" else out
+    return rebuild("neg", (best,)) if node.op == "neg" else best
 
 
 def _product_no_distribute(a: Node, b: Node) -> Node:
@@ -382,7 +400,77 @@ def _product_no_distribute(a: Node, b: Node) -> Node:
         return num(0)
     merged = _merge(factors)
     kept = _unexpand([(b_, p) for b_, p in merged.values() if p != 0], whole.shape)
-    return _assemble(coef, kept)
+    return _assemble(*_numbers(coef, kept))
+
+
+# --- sums of products: expanded, like terms collected ------------------------------------
+
+#: Most terms :func:`collect` expands a sum into before it gives up.
+MAX_TERMS = 32
+
+Term = tuple[Any, list[tuple[Node, float]]]  # (coefficient, factors)
+
+
+def _terms(node: Node) -> list[Term] | None:
+    """``node`` as a sum of products (``None`` when that takes more than :data:`MAX_TERMS` terms)."""
+    if node.op in ("add", "sub"):
+        a, b = _terms(node.args[0]), _terms(node.args[1])
+        if a is None or b is None:
+            return None
+        return a + (b if node.op == "add" else [(-c, f) for c, f in b])
+    if node.op == "neg":
+        a = _terms(node.args[0])
+        return None if a is None else [(-c, f) for c, f in a]
+    value = number(node)
+    if value is not None:
+        return [(_exact(value), [])]
+    if node.op not in ("mul", "div"):
+        return [(Fraction(1), [(node, 1.0)])]
+    factors: list[tuple[Node, float]] = []
+    coef = _factors(node, 1.0, factors)
+    out: list[Term] = [(coef, [])]
+    for base, power in factors:
+        inner = _terms(base) if power == 1 and base.op in ("add", "sub", "neg") else None
+        if inner is None:
+            out = [(c, f + [(base, power)]) for c, f in out]
+        else:
+            out = [(c1 * c2, f1 + f2) for c1, f1 in out for c2, f2 in inner]
+        if len(out) > MAX_TERMS:
+            return None
+    return out
+
+
+def collect(node: Node) -> Node:
+    """``node`` expanded into a sum of products with like terms collected, when that is shorter."""
+    if node.op not in ("add", "sub", "neg", "mul", "div"):
+        return node
+    terms = _terms(node)
+    if terms is None or len(terms) < 2:
+        return node
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for coef, factors in terms:
+        merged = _merge(factors)
+        coef, kept = _numbers(coef, [(b, p) for b, p in merged.values() if p != 0])
+        k = tuple(sorted((key(b), p) for b, p in kept))
+        if k in sums:
+            sums[k][0] += coef
+        else:
+            sums[k] = [coef, kept]
+    parts = [(c, f) for c, f in sums.values() if c != 0]
+    if not parts:
+        return node
+    parts.sort(key=lambda t: t[0] < 0)  # a positive term first: `y_pred - y`, not `-y + y_pred`
+    out: Node | None = None
+    for coef, kept in parts:
+        term = _assemble(abs(coef), kept)
+        if out is None:
+            out = make("neg", (term,)) if coef < 0 else term
+        else:
+            out = make("sub" if coef < 0 else "add", (out, term))
+    assert out is not None
+    if out.shape != node.shape or _size(out) >= _size(node):
+        return node
+    return out
 
 
 # --- the rules ----------------------------------------------------------------------------
@@ -421,7 +509,8 @@ def unbroadcast(g: Node, shape: Shape) -> Node:
     stretched = [lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1]
     out = g
     if stretched:
-        out = rebuild("sum", (out,), (("axis", tuple(stretched)), ("keepdims", True)))
+        axis: int | tuple[int, ...] = stretched[0] if len(stretched) == 1 else tuple(stretched)
+        out = rebuild("sum", (out,), (("axis", axis), ("keepdims", True)))
     if lead:
         if not shape:
             return rebuild("sum", (out,))
@@ -548,7 +637,7 @@ class Derivation:
             if template is None or template == "0" or not self.depends(operand):
                 continue
             raw = _shaped(_substitute(_template(template), values), self.shapes)
-            part = unbroadcast(self.name(simplify(raw)), operand.shape)
+            part = unbroadcast(self.name(collect(simplify(raw))), operand.shape)
             self.back(operand, part, None, adjoint)
 
 
@@ -565,8 +654,9 @@ def tensor_form(model: Model, name: str) -> str:
 
 
 def _sympy_text(model: Model, name: str) -> str | None:
-    """SymPy's one-line formula for a scalar param of an all-scalar model, when it is model language."""
-    if model.params[name].shape or any(e.shape for e in model.entries.values()):
+    """SymPy's one-line formula for a param of a model of scalars (params, data, entries), when it is model language."""
+    shapes = [p.shape for p in model.params.values()] + [e.shape for e in model.entries.values()]
+    if any(shapes) or any(model.shape_of(k) for k in model.data):  # a model of scalars only
         return None
     text = str(model.gradient_formula(name))
     try:

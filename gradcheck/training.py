@@ -176,6 +176,12 @@ class TrainResult:
     def __str__(self) -> str:
         return self.table()
 
+    def _repr_png_(self) -> bytes:
+        """Jupyter's view: the loss curve (the ``train --plot`` figure; see :mod:`gradcheck.display`)."""
+        from .display import train_png
+
+        return train_png(self)
+
 
 def train(
     model: Model,

@@ -172,10 +172,10 @@ def test_a_model_file_named_like_a_command(tmp_path, monkeypatch, capsys):
 
 def test_a_first_argument_that_is_no_command_is_a_model_file(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["formulas", "linear.yaml"]) == 2
+    assert main(["summary", "linear.yaml"]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [
-        "gradcheck: error: formulas: no such file — check the path",
+        "gradcheck: error: summary: no such file — check the path",
         "linear.yaml: no such file — check the path",
     ]
 

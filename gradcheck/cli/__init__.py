@@ -1,6 +1,6 @@
 """The command line: ``gradcheck [COMMAND] ...`` -> :func:`main` -> exit status.
 
-One module per subcommand (:mod:`.check`, :mod:`.train`, :mod:`.convert`), each with
+One module per subcommand (:mod:`.check`, :mod:`.train`, :mod:`.formulas`, :mod:`.convert`), each with
 ``NAME``, ``SUMMARY``, ``add_to(subparsers, commands)`` (its argparse
 subparser, whose default ``run(args) -> int`` does the work) and nothing
 shared but :mod:`.common` (exit codes, flag types, console, progress,
@@ -19,13 +19,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import check, convert, train
+from . import check, convert, formulas, train
 from .common import EXIT_FAIL, EXIT_OK, EXIT_USAGE, Parser, run_guarded
 
 __all__ = ["COMMANDS", "DEFAULT", "EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "main", "parser"]
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = {module.NAME: module for module in (check, train, convert)}
+COMMANDS = {module.NAME: module for module in (check, train, formulas, convert)}
 #: The command run when the first argument is not a command name.
 DEFAULT = check.NAME
 

@@ -207,5 +207,5 @@ elementwise(
     "a limited to the interval [b, c]: min(max(a, b), c)",
     kink=lambda N, x, lo, hi: (x - lo) * (x - hi), kink_doc="where a = b and where a = c", analytic=False,
     convention="torch: at a bound the gradient goes to a (1), none to the bound; SymPy: Heaviside(0) = 1/2 to each side; "
-    "central difference: the average of both sides", vjp=("g * (a >= b) * (a <= c)", "g * (a < b)", "g * (a > c)"),
+    "central difference: the average of both sides", vjp=("g * (a >= b) * (a <= c)", "g * (a < b) * (b < c)", "g * (max(a, b) > c)"),
 )  # fmt: skip

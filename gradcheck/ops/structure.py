@@ -261,6 +261,8 @@ def _expand(mod: Any, x: Any, shape: Shape, target: Shape) -> Any:
     """``x`` broadcast to ``target`` (per sample), batch axes kept in front."""
     arr = _array(mod, x)
     if mod.__name__ == "torch":
+        if not isinstance(arr, mod.Tensor):  # a number: expand(1, [3])
+            arr = mod.as_tensor(arr, dtype=mod.float64)
         batch = tuple(arr.shape[: arr.dim() - len(shape)])
         lifted = arr.reshape(batch + (1,) * (len(target) - len(shape)) + tuple(shape))
         return lifted.expand(batch + tuple(target))
