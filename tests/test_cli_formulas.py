@@ -20,7 +20,7 @@ from gradcheck.cli.formulas import expected_block
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(REPO.glob("examples/*.yaml"))
-ZOO = sorted(REPO.glob("examples/zoo/*.yaml"))  # not zoo/blocked/: models gradcheck cannot check yet
+ZOO = sorted(REPO.glob("examples/zoo/*.yaml"))
 
 
 def formulas(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -10,9 +10,6 @@ mostly with torch's own layer functions (``batch_norm``, ``layer_norm``,
 ``conv1d``, ``conv2d``, ``max_pool2d``, ``avg_pool2d``, ``embedding``,
 ``scaled_dot_product_attention``): a route that shares nothing with the file.
 
-Files in examples/zoo/blocked/ are layers the tool cannot check today within
-its default time limit (docs/zoo.md says why); their slow test lifts the limit
-and checks their verdict and their ``expected`` the same way.
 """
 
 from __future__ import annotations
@@ -35,9 +32,7 @@ F = torch.nn.functional
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = sorted(REPO.glob("examples/zoo/*.yaml"))
-BLOCKED = sorted(REPO.glob("examples/zoo/blocked/*.yaml"))
 IDS = [p.stem for p in ZOO]
-BLOCKED_IDS = [p.stem for p in BLOCKED]
 
 EXPECT_RE = re.compile(r"^# expect: (agree|mismatch|kink)[ \t]*$", re.MULTILINE)
 COURSES = ("CS231n", "d2l", "makemore", "Let's build GPT")
@@ -218,7 +213,7 @@ def assert_expected_is_torch(path: Path, rep: dict) -> None:
 
 
 def test_zoo_has_every_layer_the_issue_names():
-    stems = set(IDS) | set(BLOCKED_IDS)
+    stems = set(IDS)
     for layer in (
         "affine_relu",
         "softmax_ce",
@@ -243,7 +238,7 @@ def test_zoo_has_every_layer_the_issue_names():
     assert set(TORCH) == stems, "every zoo layer has its torch twin here"
 
 
-@pytest.mark.parametrize("path", ZOO + BLOCKED, ids=IDS + [f"blocked-{s}" for s in BLOCKED_IDS])
+@pytest.mark.parametrize("path", ZOO, ids=IDS)
 def test_file_names_its_course_and_verdict(path):
     text = path.read_text()
     expectation(path)
@@ -308,7 +303,7 @@ def test_no_zoo_point_sits_on_a_kink():
     spec = spec_of(REPO / "examples" / "zoo" / "affine_relu.yaml")
     pre = np.array(spec["data"]["x"]) @ np.array(spec["params"]["W"]) + np.array(spec["params"]["b"])
     assert np.abs(pre).min() > 0.05
-    spec = spec_of(REPO / "examples" / "zoo" / "blocked" / "two_layer_net.yaml")
+    spec = spec_of(REPO / "examples" / "zoo" / "two_layer_net.yaml")
     pre = np.array(spec["data"]["x"]) @ np.array(spec["params"]["W1"]) + np.array(spec["params"]["b1"])
     assert np.abs(pre).min() > 0.05
     spec = spec_of(REPO / "examples" / "zoo" / "maxpool.yaml")
@@ -345,28 +340,7 @@ def test_cli_all_files_in_one_call():
     assert slip["odd_one_out"] == "expected"
 
 
-#: Blocked files too slow to check even in a slow test (minutes of SymPy work with the limit lifted).
-TOO_SLOW = {
-    "makemore_mlp": "over 4 CPU minutes of SymPy work with the time limit lifted (docs/zoo.md); "
-    "checked once with `expected` evaluated by the IR interpreter in mpmath: agree"
-}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "path",
-    [pytest.param(p, marks=pytest.mark.skip(reason=TOO_SLOW[p.stem])) if p.stem in TOO_SLOW else p for p in BLOCKED],
-    ids=BLOCKED_IDS,
-)
-def test_blocked_file_verdict_without_the_time_limit(path, monkeypatch):
-    """The layers left out of the zoo: right, once the time limit is lifted (docs/zoo.md)."""
-    monkeypatch.setenv("GRADCHECK_TIME_LIMIT", "0")
-    rep = gc.check(gc.load(str(path))).to_dict()
-    assert rep["status"] == expectation(path)
-    assert_expected_is_torch(path, rep)
-
-
-def test_blocked_files_are_named_in_the_docs():
+def test_every_file_is_named_in_the_docs():
     text = (REPO / "docs" / "zoo.md").read_text()
-    for path in ZOO + BLOCKED:
+    for path in ZOO:
         assert f"{path.parent.name}/{path.name}" in text, path.name
