@@ -30,10 +30,11 @@ if TYPE_CHECKING:
 
 
 class _Partials:
-    """``d expr / d s`` per (line, operand), computed once and shared by every tangent pass."""
+    """``d expr / d s`` per (line, operand), and each line's operands, computed once for every tangent pass."""
 
     def __init__(self) -> None:
         self.cache: dict[tuple[Any, Any], Any] = {}
+        self.operands: dict[Any, list[Any]] = {}
 
     def __call__(self, key: Any, expr: Any, s: Any) -> Any:
         import sympy
@@ -44,6 +45,13 @@ class _Partials:
             if found.has(sympy.DiracDelta):
                 found = found.replace(sympy.DiracDelta, lambda *_a: sympy.Integer(0))
             self.cache[(key, s)] = found
+        return found
+
+    def of(self, key: Any, expr: Any) -> list[Any]:
+        """The symbols of ``expr`` in name order (SymPy recomputes ``free_symbols`` on every access)."""
+        found = self.operands.get(key)
+        if found is None:
+            found = self.operands[key] = sorted(getattr(expr, "free_symbols", ()), key=lambda s: s.name)
         return found
 
 
@@ -58,7 +66,7 @@ def _tangent(
 
     dot: dict[Any, Any] = dict(seed)
     for t, e in tape.lines:
-        operands = sorted((s for s in e.free_symbols if s in dot), key=lambda s: s.name)
+        operands = [s for s in partial.of(t, e) if s in dot]
         if not operands:
             continue
         expr = sympy.Add(*(partial(t, e, s) * dot[s] for s in operands))
@@ -78,8 +86,8 @@ def _output_tangent(tape: Tape, i: int, dot: dict[Any, Any], partial: _Partials)
     import sympy
 
     e = tape.outputs[1 + i]  # a SymPy expression built by the tape (sympy.Add of nothing is 0)
-    operands = sorted((s for s in getattr(e, "free_symbols", ()) if s in dot), key=lambda s: s.name)
-    return sympy.Add(*(partial(("out", i), e, s) * dot[s] for s in operands))
+    key = ("out", i)
+    return sympy.Add(*(partial(key, e, s) * dot[s] for s in partial.of(key, e) if s in dot))
 
 
 def _second_tape(
@@ -91,7 +99,12 @@ def _second_tape(
 
 
 def hessian_tape(model: Model) -> Tape:
-    """The tape extended by one tangent pass per parameter element; outputs ``[loss, H[0, 0], H[0, 1], ...]``."""
+    """The tape extended by one tangent pass per parameter element.
+
+    Outputs ``[loss, H[i, j] for i <= j]`` (the upper triangle, row by row,
+    as :func:`numpy.triu_indices`): the exact Hessian is symmetric, so each
+    pair is built, compiled, run and reduced once (:func:`hessian` mirrors it).
+    """
     cached = model.cache.get("symbolic_hessian_tape")
     if cached is not None:
         return cached  # type: ignore[no-any-return]
@@ -101,12 +114,14 @@ def hessian_tape(model: Model) -> Tape:
     n = len(tape.params)
     partial = _Partials()
     lines: list[tuple[Any, Any]] = []
-    columns = []
+    upper: dict[tuple[int, int], Any] = {}
     for j, p in enumerate(tape.params):
         dot = _tangent(tape, {p: sympy.Integer(1)}, f"hv{j}", partial, lines)
-        columns.append([_output_tangent(tape, i, dot, partial) for i in range(n)])
-    outputs = [columns[j][i] for i in range(n) for j in range(n)]
-    second = _second_tape(tape, lines, outputs, "hessian", (n, n))
+        for i in range(j + 1):
+            upper[(i, j)] = _output_tangent(tape, i, dot, partial)
+    rows, cols = np.triu_indices(n)
+    outputs = [upper[(int(i), int(j))] for i, j in zip(rows, cols)]
+    second = _second_tape(tape, lines, outputs, "hessian", (len(outputs),))
     model.cache["symbolic_hessian_tape"] = second
     return second
 
@@ -115,10 +130,19 @@ def hessian(model: Model, point: dict[str, np.ndarray]) -> Gradients:
     """The exact Hessian of the reduced loss over all parameter elements (file order), rounded to float64.
 
     ``values["hessian"]`` is ``(n, n)``; ``info["scale"]["hessian"]`` the
-    mean over samples of each per-sample entry's magnitude.
+    mean over samples of each per-sample entry's magnitude. Each pair
+    ``i < j`` is computed once and mirrored (the exact Hessian is symmetric).
     """
     tape = hessian_tape(model)
-    return collect(model, codegen.run(model, tape, point), tape.layout, "symbolic")
+    out = collect(model, codegen.run(model, tape, point), tape.layout, "symbolic")
+    n = len(tape.params)
+    rows, cols = np.triu_indices(n)
+    for table in (out.values, out.info["scale"]):
+        full = np.empty((n, n))
+        full[rows, cols] = table["hessian"]
+        full[cols, rows] = table["hessian"]
+        table["hessian"] = full
+    return out
 
 
 def directional(model: Model, point: dict[str, np.ndarray], us: np.ndarray, vs: np.ndarray) -> Gradients:
