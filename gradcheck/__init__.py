@@ -143,7 +143,9 @@ def _reproducer(model: Model, report: Report, against: list[str]) -> str:
     spec["check"] = {"dtype": report.dtype, "rtol": report.tolerance.rtol, "atol": report.tolerance.atol, "points": 0}
     head = ""
     hessian = failing.hessian
-    if hessian is not None and hessian.status not in passing:  # a model file has no `order`: the flags go on the command line
+    if (
+        hessian is not None and hessian.status not in passing
+    ):  # a model file has no `order`: the flags go on the command line
         k = len(hessian.pairs[0]) if hessian.directions and hessian.pairs is not None else None
         if k:
             spec["check"]["seed"] = hessian.seed  # the seed of the direction pairs
