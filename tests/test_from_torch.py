@@ -377,6 +377,45 @@ def test_detach_is_named_with_the_line_and_the_fix():
     assert exact(gc.check(model), "w") == pytest.approx(3.0, abs=1e-15)
 
 
+def test_what_the_new_mappings_cannot_hold_is_named():
+    with pytest.raises(gc.ModelError, match=r"torch\.functional\.einsum: the equation 'ij,jk,kl->il'"):
+        gc.from_torch(
+            lambda p, s: torch.einsum("ij,jk,kl->il", p["A"], p["A"], p["A"]).sum(), params={"A": torch.ones(2, 2)}
+        )
+    with pytest.raises(gc.ModelError, match=r"torch\.functional\.einsum: the ellipsis"):
+        gc.from_torch(lambda p, s: torch.einsum("...i,...i", p["A"], p["A"]).sum(), params={"A": torch.ones(2, 2)})
+    with pytest.raises(
+        gc.ModelError, match=r"torch\.Tensor\.transpose: transposing a tensor of rank 3 \(only matrices"
+    ):
+        gc.from_torch(lambda p, s: p["A"].transpose(1, 2).sum(), params={"A": torch.ones(2, 2, 3)})
+    with pytest.raises(gc.ModelError, match=r"torch\.permute: transposing a tensor of rank 3"):
+        gc.from_torch(lambda p, s: torch.permute(p["A"], (2, 0, 1)).sum(), params={"A": torch.ones(2, 2, 3)})
+
+
+def test_an_nn_batchnorm_module_in_training_mode_uses_the_batch_statistics():
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Tanh(), nn.Linear(3, 1)).double()
+    params = {k: v.detach().clone() for k, v in net.named_parameters()}
+    g = torch.Generator().manual_seed(5)
+    # one sample is a batch of 4 rows: batch norm's statistics are over that sample's rows
+    data = {
+        "x": torch.randn(2, 4, 2, generator=g, dtype=torch.float64),
+        "y": torch.randn(2, 4, 1, generator=g, dtype=torch.float64),
+    }
+
+    def fn(p, s):
+        return F.mse_loss(torch.func.functional_call(net, p, (s["x"],)), s["y"])
+
+    model = gc.from_torch(fn, params=params, data=data)
+    assert "mean(linear1, axis=0, keepdims=True)" in model.to_dict()["model"]["batch_norm1"]
+    report = gc.check(model)
+    assert report.ok, report.table(width=200)
+    net.train()
+    want = torch_gradients(fn, params, data)
+    for key, name in zip(params, model.params):
+        np.testing.assert_allclose(exact(report, name), want[key], rtol=1e-10, atol=1e-12)
+
+
 def test_a_loss_that_is_not_a_scalar_is_refused():
     with pytest.raises(gc.ModelError, match=r"shape \[2\], not one sample's scalar loss"):
         gc.from_torch(lambda p, s: p["v"] * 2, params={"v": torch.tensor([1.0, 2.0])})
@@ -432,6 +471,36 @@ def traced_text(fn, shapes):
             lambda p: F.layer_norm(p["x"], (3,), p["w"], p["b"]),
             {"x": (3,), "w": (3,), "b": (3,)},
             "(x - mean(x)) / sqrt(var(x) + 1e-05) * w + b",
+        ),
+        (lambda p: torch.bmm(p["A"], p["B"]), {"A": (2, 2, 3), "B": (2, 3, 2)}, "stack(A[0] @ B[0], A[1] @ B[1])"),
+        (lambda p: torch.einsum("ij,jk->ik", p["A"], p["B"]), {"A": (2, 3), "B": (3, 2)}, "A @ B"),
+        (
+            lambda p: torch.einsum("bij,bjk->bik", p["A"], p["B"]),
+            {"A": (2, 2, 3), "B": (2, 3, 2)},
+            "stack(A[0] @ B[0], A[1] @ B[1])",
+        ),
+        (lambda p: torch.einsum("ij,kj->ik", [p["A"], p["B"]]), {"A": (2, 3), "B": (4, 3)}, "A @ B.T"),
+        (lambda p: torch.einsum("ji,jk->ik", p["A"], p["B"]), {"A": (3, 2), "B": (3, 4)}, "A.T @ B"),
+        (lambda p: torch.einsum("i,i", p["x"], p["y"]), {"x": (3,), "y": (3,)}, "dot(x, y)"),
+        (lambda p: torch.einsum("ij,ij->i", p["A"], p["B"]), {"A": (2, 3), "B": (2, 3)}, "sum(A * B, axis=1)"),
+        (lambda p: torch.einsum("ii", p["A"]), {"A": (3, 3)}, "trace(A)"),
+        (
+            lambda p: F.batch_norm(p["x"], None, None, p["w"], p["b"], training=True),
+            {"x": (4, 3), "w": (3,), "b": (3,)},
+            "(x - mean(x, axis=0, keepdims=True)) / sqrt(var(x, axis=0, keepdims=True) + 1e-05) * w + b",
+        ),
+        (
+            lambda p: F.batch_norm(p["x"], None, None, p["w"], p["b"], training=True, eps=1e-3),
+            {"x": (4, 2, 3), "w": (2,), "b": (2,)},
+            "(x - mean(x, axis=[0, 2], keepdims=True)) / sqrt(var(x, axis=[0, 2], keepdims=True) + 0.001)"
+            " * reshape(w, [2, 1]) + reshape(b, [2, 1])",
+        ),
+        (
+            lambda p: F.batch_norm(
+                p["x"], torch.tensor([0.1, -0.2, 0.3]).double(), torch.tensor([1.5, 0.7, 2.0]).double(), p["w"]
+            ),
+            {"x": (4, 3), "w": (3,)},
+            "(x - const1) / sqrt(const2 + 1e-05) * w",
         ),
     ],
 )
