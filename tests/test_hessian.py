@@ -400,3 +400,27 @@ def test_newton_mode_in_the_model_file_and_its_error():
     assert gc.train(model).runs["autograd"].params["w"] == pytest.approx(2.0, abs=1e-12)
     with pytest.raises(ModelError, match="mode must be sgd, batch or newton, got 'newtn'"):
         gc.loads("params: {w: 1.0}\nmodel:\n  loss: w**2\ntrain: {mode: newtn}\n")
+
+
+@pytest.mark.slow
+def test_directional_second_order_at_thousands_of_parameters_compiles_and_is_exact():
+    # 3000 weights: a tangent line and each u . H v output are sums of thousands of terms, which the
+    # symbolic pass splits into lines of partial sums (a printed chain that long does not compile)
+    rng = np.random.default_rng(0)
+    n = 3000
+    x = rng.standard_normal((4, n))
+    spec = {
+        "params": {"w": (rng.standard_normal(n) / np.sqrt(n)).tolist()},
+        "data": {"x": x.tolist(), "y": rng.standard_normal(4).tolist()},
+        "model": {"loss": "(dot(w, x) - y)**2"},
+    }
+    model = gc.Model.from_dict(spec)
+    from gradcheck.hessian import check_point
+
+    # the second-order check alone (gc.check's symbolic time limit is for interactive use)
+    h = check_point(model, model.param_values(), gc.Tolerance.for_dtype("float64"), "float64", directions=2, seed=0)
+    us, vs = h.pairs
+    # H = 2 mean(x x^T), so u . H v = 2 mean((u . x)(v . x))
+    expected = [2 * np.mean((x @ u) * (x @ v)) for u, v in zip(us, vs)]
+    np.testing.assert_allclose(h.values["symbolic"], expected, rtol=1e-12)
+    assert h.status == "agree", h.to_dict()

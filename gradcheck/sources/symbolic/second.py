@@ -22,6 +22,7 @@ import numpy as np
 
 from .. import Gradients
 from . import codegen
+from .local import partials
 from .numbers import collect
 from .tape import Tape
 
@@ -30,22 +31,31 @@ if TYPE_CHECKING:
 
 
 class _Partials:
-    """``d expr / d s`` per (line, operand), and each line's operands, computed once for every tangent pass."""
+    """``d expr / d s`` per (line, operand), and each line's operands, computed once for every tangent pass.
+
+    All of a line's partials come from one :func:`~.local.partials` call (the
+    tape's own: sums and products split by hand, linear in their size), not
+    one ``diff`` of the whole line per operand (quadratic for a wide sum).
+    """
 
     def __init__(self) -> None:
-        self.cache: dict[tuple[Any, Any], Any] = {}
+        self.tables: dict[Any, dict[Any, Any]] = {}
         self.operands: dict[Any, list[Any]] = {}
 
     def __call__(self, key: Any, expr: Any, s: Any) -> Any:
         import sympy
 
-        found = self.cache.get((key, s))
-        if found is None:
-            found = sympy.diff(expr, s)
-            if found.has(sympy.DiracDelta):
-                found = found.replace(sympy.DiracDelta, lambda *_a: sympy.Integer(0))
-            self.cache[(key, s)] = found
-        return found
+        table = self.tables.get(key)
+        if table is None:
+            table = {}
+            free = set(getattr(expr, "free_symbols", ()))
+            for sym, found in (partials(expr, free) if free else {}).items():
+                found = sympy.sympify(found)
+                if found.has(sympy.DiracDelta):
+                    found = found.replace(sympy.DiracDelta, lambda *_a: sympy.Integer(0))
+                table[sym] = found
+            self.tables[key] = table
+        return table.get(s, sympy.Integer(0))
 
     def of(self, key: Any, expr: Any) -> list[Any]:
         """The symbols of ``expr`` in name order (SymPy recomputes ``free_symbols`` on every access)."""
@@ -53,6 +63,26 @@ class _Partials:
         if found is None:
             found = self.operands[key] = sorted(getattr(expr, "free_symbols", ()), key=lambda s: s.name)
         return found
+
+
+#: Widest sum one generated line holds: a wider one is split into lines of partial sums (Python's
+#: compiler recurses once per ``+`` of a printed chain, and a 1e4-parameter direction makes thousands).
+CHUNK = 64
+
+
+def _narrow(expr: Any, tag: str, lines: list[tuple[Any, Any]]) -> Any:
+    """``expr`` with every sum of more than :data:`CHUNK` terms split into new lines of partial sums."""
+    import sympy
+
+    terms = list(expr.args) if expr.is_Add else []
+    if len(terms) <= CHUNK:
+        return expr
+    parts = []
+    for start in range(0, len(terms), CHUNK):
+        sym = sympy.Symbol(f"{tag}_{len(lines)}", real=True)
+        lines.append((sym, sympy.Add(*terms[start : start + CHUNK])))
+        parts.append(sym)
+    return _narrow(sympy.Add(*parts), tag, lines)
 
 
 def _tangent(
@@ -75,6 +105,7 @@ def _tangent(
         if expr.is_Atom:
             dot[t] = expr
             continue
+        expr = _narrow(expr, tag, lines)
         sym = sympy.Symbol(f"{tag}_{len(lines)}", real=True)
         lines.append((sym, expr))
         dot[t] = sym
@@ -118,7 +149,7 @@ def hessian_tape(model: Model) -> Tape:
     for j, p in enumerate(tape.params):
         dot = _tangent(tape, {p: sympy.Integer(1)}, f"hv{j}", partial, lines)
         for i in range(j + 1):
-            upper[(i, j)] = _output_tangent(tape, i, dot, partial)
+            upper[(i, j)] = _narrow(_output_tangent(tape, i, dot, partial), f"hv{j}", lines)
     rows, cols = np.triu_indices(n)
     outputs = [upper[(int(i), int(j))] for i, j in zip(rows, cols)]
     second = _second_tape(tape, lines, outputs, "hessian", (len(outputs),))
@@ -161,8 +192,7 @@ def directional(model: Model, point: dict[str, np.ndarray], us: np.ndarray, vs: 
     for k, (u, v) in enumerate(zip(us, vs)):
         seed = {p: sympy.Rational(float(x)) for p, x in zip(tape.params, v) if x != 0}
         dot = _tangent(tape, seed, f"uv{k}", partial, lines)
-        outputs.append(
-            sympy.Add(*(sympy.Rational(float(u[i])) * _output_tangent(tape, i, dot, partial) for i in range(n) if u[i]))
-        )
+        terms = (sympy.Rational(float(u[i])) * _output_tangent(tape, i, dot, partial) for i in range(n) if u[i])
+        outputs.append(_narrow(sympy.Add(*terms), f"uv{k}", lines))
     second = _second_tape(tape, lines, outputs, "uHv", (len(outputs),))
     return collect(model, codegen.run(model, second, point), second.layout, "symbolic")
