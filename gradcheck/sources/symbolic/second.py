@@ -50,7 +50,7 @@ class _Partials:
             table = {}
             free = set(getattr(expr, "free_symbols", ()))
             for sym, found in (partials(expr, free) if free else {}).items():
-                found = sympy.sympify(found)
+                found = sympy.Integer(found) if isinstance(found, int) else found  # d s / d s is the int 1
                 if found.has(sympy.DiracDelta):
                     found = found.replace(sympy.DiracDelta, lambda *_a: sympy.Integer(0))
                 table[sym] = found
