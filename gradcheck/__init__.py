@@ -142,8 +142,21 @@ def _reproducer(model: Model, report: Report, against: list[str]) -> str:
         spec["params"][name] = {**old, "value": plain} if isinstance(old, dict) else plain
     spec["check"] = {"dtype": report.dtype, "rtol": report.tolerance.rtol, "atol": report.tolerance.atol, "points": 0}
     head = ""
+    hessian = failing.hessian
+    if (
+        hessian is not None and hessian.status not in passing
+    ):  # a model file has no `order`: the flags go on the command line
+        k = len(hessian.pairs[0]) if hessian.directions and hessian.pairs is not None else None
+        if k:
+            spec["check"]["seed"] = hessian.seed  # the seed of the direction pairs
+        flags = "--order 2" + (f" --directions {k}" if k else "")
+        keywords = "order=2" + (f", directions={k}" if k else "")
+        head += (
+            "# the failure is in second derivatives: run it with\n"
+            f"#   python -m gradcheck {model.name}.yaml {flags}  (or check(model, {keywords}))\n"
+        )
     if against:
-        head = (
+        head += (
             "# the failure involves user code, which a model file cannot name: run it with\n"
             f"#   {' '.join('--against ' + a for a in against)}  (or check(model, against=...))\n"
         )

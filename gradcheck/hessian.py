@@ -54,6 +54,9 @@ class HessianResult:
 
     ``values`` maps each source to an ``(n, n)`` matrix (``(K,)`` in
     directional mode); ``fd_error`` and ``verdicts`` are indexed the same way.
+    In directional mode ``pairs`` holds ``(us, vs)``, the ``(K, n)`` unit
+    vectors (over ``entries``) of each ``u[k] . H v[k]``, and ``seed`` the
+    seed they were drawn from (:func:`pairs`).
     """
 
     entries: list[str]
@@ -61,6 +64,8 @@ class HessianResult:
     fd_error: np.ndarray
     verdicts: dict[tuple[int, ...], Verdict] = field(repr=False)
     directions: bool = False
+    pairs: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    seed: int | None = None
 
     @property
     def status(self) -> str:
@@ -96,13 +101,19 @@ class HessianResult:
         return [f"{self.label(bad[0])}{more}: {first.note}"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The JSON ``hessian`` object; in directional mode with ``rows`` and ``pairs`` (seed, ``u``, ``v``)."""
+        out: dict[str, Any] = {
             "entries": list(self.entries),
             "values": {src: json_value(v) for src, v in self.values.items()},
             "fd_error": json_value(self.fd_error),
             "status": self._grid(lambda v: v.status),
             "odd_one_out": self._grid(lambda v: v.odd_one_out),
         }
+        if self.directions and self.pairs is not None:
+            us, vs = self.pairs
+            out["rows"] = [self.label((k,)) for k in range(len(us))]
+            out["pairs"] = {"seed": self.seed, "u": json_value(us), "v": json_value(vs)}
+        return out
 
 
 def unusable(model: Model) -> None:
@@ -176,7 +187,9 @@ def check_point(
         kink = None
         if _sites(model, point):
             kink = _one_sided(model, point, dtype, lambda side: _directional_sides(model, point, us, vs, dtype, side))
-        return _judge(model, entry_labels(model), values, fd_error, scale, kink, sym.loss, tol, True)
+        result = _judge(model, entry_labels(model), values, fd_error, scale, kink, sym.loss, tol, True)
+        result.pairs, result.seed = (us, vs), seed
+        return result
     sym = sym_second.hessian(model, point)
     values = {"symbolic": sym.values["hessian"], "autograd": autograd.hessian(model, point, dtype)}
     values["finite_difference"], fd_error = fd_second.hessian(model, point, dtype)

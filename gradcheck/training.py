@@ -135,7 +135,8 @@ class TrainResult:
         from rich.text import Text
 
         sources = ", ".join(self.runs)
-        head = f"{self.model}: {self.mode}, {self.epochs} epochs, lr {self.lr:g}, {self.dtype}, source {sources}"
+        rate = "" if self.mode == "newton" else f", lr {self.lr:g}"  # a Newton step takes no learning rate
+        head = f"{self.model}: {self.mode}, {self.epochs} epochs{rate}, {self.dtype}, source {sources}"
         console.print(Text(head, style="bold"))
         p = self.prediction
         if p is not None:

@@ -25,6 +25,8 @@ from gradcheck.trace import trace
 
 REPO = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["pytester"]
+
 
 def torch_gradients(fn, params, data):
     """d(mean over samples of fn(params, sample))/d(param), by torch autograd in float64."""
@@ -354,6 +356,66 @@ def test_item_and_in_place_ops_are_named():
         )
 
 
+def test_detach_is_named_with_the_line_and_the_fix():
+    def fn(p, s):
+        h = torch.tanh(p["w"] * s["x"])
+        return (h.detach() * p["w"] - s["y"]) ** 2
+
+    line = fn.__code__.co_firstlineno + 2
+    data = {"x": torch.tensor([1.0, 2.0]), "y": torch.tensor([1.0, 2.0])}
+    with pytest.raises(
+        gc.ModelError,
+        match=rf"test_from_torch\.py:{line}:\d+: `detach\(\)` \(torch\.Tensor\.detach\) stops the gradient",
+    ) as err:
+        gc.from_torch(fn, params={"w": torch.tensor(0.5)}, data=data)
+    text = str(err.value)
+    assert "h.detach()" in text and "no stop-gradient" in text and "remove it from fn" in text
+    with pytest.raises(gc.ModelError, match=r"`\.data` \(torch\.Tensor\.data\.__get__\) stops the gradient"):
+        gc.from_torch(lambda p, s: (p["w"] * 2).data * p["w"], params={"w": torch.tensor(0.5)})
+    # a constant made outside the traced values may still be detached
+    model = gc.from_torch(lambda p, s: p["w"] * torch.tensor(3.0).detach(), params={"w": torch.tensor(0.5)})
+    assert exact(gc.check(model), "w") == pytest.approx(3.0, abs=1e-15)
+
+
+def test_what_the_new_mappings_cannot_hold_is_named():
+    with pytest.raises(gc.ModelError, match=r"torch\.functional\.einsum: the equation 'ij,jk,kl->il'"):
+        gc.from_torch(
+            lambda p, s: torch.einsum("ij,jk,kl->il", p["A"], p["A"], p["A"]).sum(), params={"A": torch.ones(2, 2)}
+        )
+    with pytest.raises(gc.ModelError, match=r"torch\.functional\.einsum: the ellipsis"):
+        gc.from_torch(lambda p, s: torch.einsum("...i,...i", p["A"], p["A"]).sum(), params={"A": torch.ones(2, 2)})
+    with pytest.raises(
+        gc.ModelError, match=r"torch\.Tensor\.transpose: transposing a tensor of rank 3 \(only matrices"
+    ):
+        gc.from_torch(lambda p, s: p["A"].transpose(1, 2).sum(), params={"A": torch.ones(2, 2, 3)})
+    with pytest.raises(gc.ModelError, match=r"torch\.permute: transposing a tensor of rank 3"):
+        gc.from_torch(lambda p, s: torch.permute(p["A"], (2, 0, 1)).sum(), params={"A": torch.ones(2, 2, 3)})
+
+
+def test_an_nn_batchnorm_module_in_training_mode_uses_the_batch_statistics():
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.Tanh(), nn.Linear(3, 1)).double()
+    params = {k: v.detach().clone() for k, v in net.named_parameters()}
+    g = torch.Generator().manual_seed(5)
+    # one sample is a batch of 4 rows: batch norm's statistics are over that sample's rows
+    data = {
+        "x": torch.randn(2, 4, 2, generator=g, dtype=torch.float64),
+        "y": torch.randn(2, 4, 1, generator=g, dtype=torch.float64),
+    }
+
+    def fn(p, s):
+        return F.mse_loss(torch.func.functional_call(net, p, (s["x"],)), s["y"])
+
+    model = gc.from_torch(fn, params=params, data=data)
+    assert "mean(linear1, axis=0, keepdims=True)" in model.to_dict()["model"]["batch_norm1"]
+    report = gc.check(model)
+    assert report.ok, report.table(width=200)
+    net.train()
+    want = torch_gradients(fn, params, data)
+    for key, name in zip(params, model.params):
+        np.testing.assert_allclose(exact(report, name), want[key], rtol=1e-10, atol=1e-12)
+
+
 def test_a_loss_that_is_not_a_scalar_is_refused():
     with pytest.raises(gc.ModelError, match=r"shape \[2\], not one sample's scalar loss"):
         gc.from_torch(lambda p, s: p["v"] * 2, params={"v": torch.tensor([1.0, 2.0])})
@@ -409,6 +471,36 @@ def traced_text(fn, shapes):
             lambda p: F.layer_norm(p["x"], (3,), p["w"], p["b"]),
             {"x": (3,), "w": (3,), "b": (3,)},
             "(x - mean(x)) / sqrt(var(x) + 1e-05) * w + b",
+        ),
+        (lambda p: torch.bmm(p["A"], p["B"]), {"A": (2, 2, 3), "B": (2, 3, 2)}, "stack(A[0] @ B[0], A[1] @ B[1])"),
+        (lambda p: torch.einsum("ij,jk->ik", p["A"], p["B"]), {"A": (2, 3), "B": (3, 2)}, "A @ B"),
+        (
+            lambda p: torch.einsum("bij,bjk->bik", p["A"], p["B"]),
+            {"A": (2, 2, 3), "B": (2, 3, 2)},
+            "stack(A[0] @ B[0], A[1] @ B[1])",
+        ),
+        (lambda p: torch.einsum("ij,kj->ik", [p["A"], p["B"]]), {"A": (2, 3), "B": (4, 3)}, "A @ B.T"),
+        (lambda p: torch.einsum("ji,jk->ik", p["A"], p["B"]), {"A": (3, 2), "B": (3, 4)}, "A.T @ B"),
+        (lambda p: torch.einsum("i,i", p["x"], p["y"]), {"x": (3,), "y": (3,)}, "dot(x, y)"),
+        (lambda p: torch.einsum("ij,ij->i", p["A"], p["B"]), {"A": (2, 3), "B": (2, 3)}, "sum(A * B, axis=1)"),
+        (lambda p: torch.einsum("ii", p["A"]), {"A": (3, 3)}, "trace(A)"),
+        (
+            lambda p: F.batch_norm(p["x"], None, None, p["w"], p["b"], training=True),
+            {"x": (4, 3), "w": (3,), "b": (3,)},
+            "(x - mean(x, axis=0, keepdims=True)) / sqrt(var(x, axis=0, keepdims=True) + 1e-05) * w + b",
+        ),
+        (
+            lambda p: F.batch_norm(p["x"], None, None, p["w"], p["b"], training=True, eps=1e-3),
+            {"x": (4, 2, 3), "w": (2,), "b": (2,)},
+            "(x - mean(x, axis=[0, 2], keepdims=True)) / sqrt(var(x, axis=[0, 2], keepdims=True) + 0.001)"
+            " * reshape(w, [2, 1]) + reshape(b, [2, 1])",
+        ),
+        (
+            lambda p: F.batch_norm(
+                p["x"], torch.tensor([0.1, -0.2, 0.3]).double(), torch.tensor([1.5, 0.7, 2.0]).double(), p["w"]
+            ),
+            {"x": (4, 3), "w": (3,)},
+            "(x - const1) / sqrt(const2 + 1e-05) * w",
         ),
     ],
 )
@@ -485,3 +577,76 @@ def test_docs_list_the_table():
     text = (REPO / "docs" / "from-torch.md").read_text()
     listed = text.split("<!-- table: generated by gradcheck.trace.table.markdown() -->\n", 1)[1]
     assert listed.split("<!-- end of table -->", 1)[0].rstrip("\n") == markdown().rstrip("\n")
+
+
+# --- a traced model is a model like any other: it trains, and its file runs under the plugin ---------
+
+
+def _flat(params):
+    return torch.cat([v.reshape(-1) for v in params.values()])
+
+
+def _unflat(flat, like):
+    out, start = {}, 0
+    for k, v in like.items():
+        out[k] = flat[start : start + v.numel()].reshape(v.shape)
+        start += v.numel()
+    return out
+
+
+def _mean_loss(fn, data):
+    n = next(iter(data.values())).shape[0]
+    return lambda p: sum(fn(p, {k: v[i] for k, v in data.items()}) for i in range(n)) / n
+
+
+def _trained_by_hand(fn, params, data, mode, epochs, lr):
+    """The training loop written here in torch float64 on the user's own fn (not on the traced model)."""
+    p = {k: v.detach().clone().double() for k, v in params.items()}
+    n = next(iter(data.values())).shape[0]
+    for _ in range(epochs):
+        if mode == "sgd":
+            for i in range(n):
+                leaves = {k: v.clone().requires_grad_(True) for k, v in p.items()}
+                fn(leaves, {k: v[i] for k, v in data.items()}).backward()
+                p = {k: (leaves[k] - lr * leaves[k].grad).detach() for k in p}
+        elif mode == "batch":
+            g = torch_gradients(fn, p, data)
+            p = {k: v - lr * torch.as_tensor(g[k]) for k, v in p.items()}
+        else:  # newton
+            mean = _mean_loss(fn, data)
+            flat = _flat(p)
+            h = torch.autograd.functional.hessian(lambda v: mean(_unflat(v, p)), flat)
+            g = torch.autograd.functional.jacobian(lambda v: mean(_unflat(v, p)), flat)
+            p = _unflat(flat - torch.linalg.solve(h, g), p)
+    return {k: v.numpy() for k, v in p.items()}
+
+
+@pytest.mark.parametrize("mode, epochs", [("sgd", 2), ("batch", 3), ("newton", 1)])
+def test_a_traced_model_trains_as_the_users_code_does(mode, epochs):
+    loss, params, data = mlp_case()
+    model = gc.from_torch(loss, params=params, data=data)
+    result = gc.train(model, mode=mode, epochs=epochs, lr=0.1, source="all")
+    want = _trained_by_hand(loss, params, data, mode, epochs, 0.1)
+    assert set(result.runs) == {"symbolic", "autograd", "finite_difference"}
+    for source, run in result.runs.items():
+        rtol = 1e-6 if source == "finite_difference" else 1e-10
+        for key, name in zip(params, model.params):
+            np.testing.assert_allclose(run.params[name], want[key], rtol=rtol, atol=1e-12, err_msg=f"{source} {name}")
+    assert result.runs["autograd"].losses[-1] < result.runs["autograd"].initial_loss
+
+
+def test_a_traced_models_file_runs_under_the_pytest_plugin(pytester: pytest.Pytester):
+    loss, params, data = mlp_case()
+    model = gc.from_torch(loss, params=params, data=data)
+    pytester.path.joinpath("gradcheck_traced.yaml").write_text(model.to_yaml())
+    result = pytester.runpytest("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*gradcheck_traced.yaml::check PASSED*"])
+    # and a wrong traced file fails there: its loss is doubled, but not its hand-written expected
+    wrong = gc.from_torch(loss, params=params, data=data).to_dict()
+    wrong["model"]["loss"] = "2 * (" + wrong["model"]["loss"] + ")"
+    wrong["expected"] = {name: "0 * " + name for name in model.params}
+    import yaml
+
+    pytester.path.joinpath("gradcheck_traced.yaml").write_text(yaml.safe_dump(wrong))
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(failed=1)

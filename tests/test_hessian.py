@@ -212,6 +212,18 @@ def test_a_backward_that_is_not_differentiable_is_blamed_on_the_hessian_only():
     assert "detached" in report.table()
 
 
+def test_the_reproducer_of_a_hessian_failure_names_order_two():
+    model = gc.loads(CUBE)
+    with pytest.raises(AssertionError, match="do not agree") as err:
+        gc.assert_agree(model, order=2, against={"detached": _cube_loss(_DetachedCube)})
+    text = str(err.value)
+    assert "--order 2" in text and "order=2" in text and "--against detached" in text
+    with pytest.raises(AssertionError) as err:
+        gc.assert_agree(model, order=2, directions=2, seed=3, against={"detached": _cube_loss(_DetachedCube)})
+    text = str(err.value)
+    assert "--order 2 --directions 2" in text and "seed: 3" in text
+
+
 # --- kinks ----------------------------------------------------------------------
 
 
@@ -257,6 +269,27 @@ def test_directional_second_order_is_u_h_v():
     assert len(h.to_dict()["status"]) == 3
 
 
+def test_directional_json_names_its_pairs(capsys):
+    path = EXAMPLES / "mlp.yaml"
+    assert main([str(path), "--order", "2", "--directions", "2", "--seed", "7", "--json"]) == 0
+    h = json.loads(capsys.readouterr().out)["points"][0]["hessian"]
+    model = gc.load(path)
+    n = sum(p.value.size for p in model.params.values())
+    assert h["rows"] == ["u[0] . H v[0]", "u[1] . H v[1]"]
+    assert h["pairs"]["seed"] == 7
+    u, v = np.array(h["pairs"]["u"]), np.array(h["pairs"]["v"])
+    assert u.shape == v.shape == (2, n)
+    np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, rtol=1e-12)
+    # the values are u[k] . H v[k] with the listed vectors and an independently computed Hessian
+    full = _torch_hessian(model, model.param_values(), _by_hand("mlp", model))
+    np.testing.assert_allclose(h["values"]["symbolic"], np.einsum("ki,ij,kj->k", u, full, v), rtol=1e-9)
+
+
+def test_full_hessian_json_has_no_pairs():
+    h = gc.check(_load("linear"), order=2).points[0].hessian.to_dict()
+    assert "pairs" not in h and "rows" not in h
+
+
 # --- the report -----------------------------------------------------------------
 
 
@@ -289,10 +322,25 @@ def test_order_must_be_one_or_two():
         gc.check(_load("lesson"), order=3)
 
 
+NO_REDUCTION = "params: {w: 1.0}\ndata: {x: [1.0, 2.0]}\nreduction: none\nmodel:\n  loss: (x*w)**2\n"
+
+
 def test_order_two_needs_a_reduced_loss():
-    model = gc.loads("params: {w: 1.0}\ndata: {x: [1.0, 2.0]}\nreduction: none\nmodel:\n  loss: (x*w)**2\n")
-    with pytest.raises(ModelError, match="reduction: none"):
+    model = gc.loads(NO_REDUCTION)
+    with pytest.raises(ModelError, match=r"Hessian of the reduced loss, but the model has `reduction: none`") as err:
         gc.check(model, order=2)
+    assert "use `reduction: mean` or `reduction: sum` for --order 2" in str(err.value)
+    with pytest.raises(ModelError, match="reduction: none"):
+        gc.train(model, mode="newton", epochs=1)
+
+
+def test_order_two_with_no_reduction_on_the_command_line_is_a_message_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "perp.yaml"
+    path.write_text(NO_REDUCTION)
+    assert main([str(path), "--order", "2"]) != 0
+    err = capsys.readouterr().err
+    assert str(path) in err and "reduction" in err and "use `reduction: mean`" in err
+    assert "Traceback" not in err
 
 
 def test_cli_rejects_order_three(capsys):
@@ -311,6 +359,12 @@ def test_newton_lands_on_the_lesson_minimum_in_one_step(source):
     result = gc.train(_load("lesson"), mode="newton", epochs=1, source=source)
     assert result.runs[source].params["w"] == pytest.approx(2.0, abs=1e-12)
     assert result.runs[source].losses[-1] == pytest.approx(0.0, abs=1e-20)
+
+
+def test_newton_header_has_no_learning_rate():
+    newton = gc.train(_load("lesson"), mode="newton", epochs=1, source="autograd", lr=0.5).table()
+    assert "newton, 1 epochs, float" in newton and "lr" not in newton.splitlines()[0]
+    assert "lr 0.5" in gc.train(_load("lesson"), mode="batch", epochs=1, source="autograd", lr=0.5).table()
 
 
 def test_newton_on_linear_lands_on_both_parameters():
@@ -346,3 +400,27 @@ def test_newton_mode_in_the_model_file_and_its_error():
     assert gc.train(model).runs["autograd"].params["w"] == pytest.approx(2.0, abs=1e-12)
     with pytest.raises(ModelError, match="mode must be sgd, batch or newton, got 'newtn'"):
         gc.loads("params: {w: 1.0}\nmodel:\n  loss: w**2\ntrain: {mode: newtn}\n")
+
+
+@pytest.mark.slow
+def test_directional_second_order_at_thousands_of_parameters_compiles_and_is_exact():
+    # 3000 weights: a tangent line and each u . H v output are sums of thousands of terms, which the
+    # symbolic pass splits into lines of partial sums (a printed chain that long does not compile)
+    rng = np.random.default_rng(0)
+    n = 3000
+    x = rng.standard_normal((4, n))
+    spec = {
+        "params": {"w": (rng.standard_normal(n) / np.sqrt(n)).tolist()},
+        "data": {"x": x.tolist(), "y": rng.standard_normal(4).tolist()},
+        "model": {"loss": "(dot(w, x) - y)**2"},
+    }
+    model = gc.Model.from_dict(spec)
+    from gradcheck.hessian import check_point
+
+    # the second-order check alone (gc.check's symbolic time limit is for interactive use)
+    h = check_point(model, model.param_values(), gc.Tolerance.for_dtype("float64"), "float64", directions=2, seed=0)
+    us, vs = h.pairs
+    # H = 2 mean(x x^T), so u . H v = 2 mean((u . x)(v . x))
+    expected = [2 * np.mean((x @ u) * (x @ v)) for u, v in zip(us, vs)]
+    np.testing.assert_allclose(h.values["symbolic"], expected, rtol=1e-12)
+    assert h.status == "agree", h.to_dict()

@@ -192,6 +192,87 @@ _add(lambda c: f"dot({c.a(0)}, {c.a(1)})", _spellings("dot") + _spellings("inner
 _add(lambda c: f"outer({c.a(0)}, {c.a(1)})", _spellings("outer") + _spellings("ger"), "`outer(a, b)`")
 
 
+def _bmm(a: Arg, b: Arg) -> str:
+    """A batch of matrix products, ``(B, n, m) @ (B, m, p)``: one ``@`` per batch element, stacked."""
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
+        raise Unsupported(f"bmm of shapes {list(a.shape)} and {list(b.shape)} (needs (B, n, m) and (B, m, p))")
+    return "stack(" + ", ".join(f"{a.text}[{k}] @ {b.text}[{k}]" for k in range(a.shape[0])) + ")"
+
+
+_add(lambda c: _bmm(c.get(0, "input"), c.get(1, "mat2")), _spellings("bmm"), "`stack(a[0] @ b[0], a[1] @ b[1], ...)`")
+
+#: Two-operand (and one-operand) einsum equations, letters renamed in order of first appearance.
+_EINSUM: dict[str, Callable[[str, str], str]] = {
+    "ab,bc->ac": lambda a, b: f"{a} @ {b}",
+    "ab,b->a": lambda a, b: f"{a} @ {b}",
+    "a,ab->b": lambda a, b: f"{a} @ {b}",
+    "ab,cb->ac": lambda a, b: f"{a} @ {b}.T",
+    "ab,ac->bc": lambda a, b: f"{a}.T @ {b}",
+    "a,a->": lambda a, b: f"dot({a}, {b})",
+    "a,b->ab": lambda a, b: f"outer({a}, {b})",
+    "a,a->a": lambda a, b: f"{a} * {b}",
+    "ab,ab->ab": lambda a, b: f"{a} * {b}",
+    "ab,ab->": lambda a, b: f"sum({a} * {b})",
+    "ab,ab->a": lambda a, b: f"sum({a} * {b}, axis=1)",
+    "ab,ab->b": lambda a, b: f"sum({a} * {b}, axis=0)",
+    "ab,ba->": lambda a, b: f"sum({a} * {b}.T)",
+    "ab->ba": lambda a, _b: f"{a}.T",
+    "aa->": lambda a, _b: f"trace({a})",
+    "a->": lambda a, _b: f"sum({a})",
+    "ab->": lambda a, _b: f"sum({a})",
+    "ab->a": lambda a, _b: f"sum({a}, axis=1)",
+    "ab->b": lambda a, _b: f"sum({a}, axis=0)",
+}
+
+
+def _einsum_key(equation: str) -> str:
+    """``equation`` with explicit output and letters renamed ``a, b, ...`` in order of first appearance."""
+    eq = equation.replace(" ", "")
+    if "..." in eq:
+        raise Unsupported(f"the ellipsis in {equation!r}")
+    if "->" not in eq:  # torch's implicit output: the letters seen once, in alphabetical order
+        letters = eq.replace(",", "")
+        eq += "->" + "".join(sorted(ch for ch in set(letters) if letters.count(ch) == 1))
+    names: dict[str, str] = {}
+    out = []
+    for ch in eq:
+        if ch.isalpha():
+            names.setdefault(ch, "abcdefghijklmnopqrstuvwxyz"[len(names)])
+            out.append(names[ch])
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _einsum(c: Call) -> str:
+    equation = c.args[0]
+    operands = list(c.args[1:])
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])
+    if not isinstance(equation, str) or not all(isinstance(o, Arg) for o in operands):
+        raise Unsupported("einsum(equation, a[, b]) with tensor operands")
+    key = _einsum_key(equation)
+    if key == "abc,acd->abd":
+        return _bmm(operands[0], operands[1])
+    if key in ("a->a", "ab->ab"):
+        return f"{operands[0].text} * 1"
+    rule = _EINSUM.get(key)
+    if rule is None or len(operands) != key.split("->")[0].count(",") + 1:
+        raise Unsupported(
+            f"the equation {equation!r} (the simple one- and two-operand forms are: matrix and batch "
+            "products, dot, outer, elementwise products and their sums, transpose, trace, sums)"
+        )
+    return rule(operands[0].text, operands[1].text if len(operands) > 1 else "")
+
+
+_add(
+    _einsum,
+    ["torch.einsum", "torch.functional.einsum"],
+    "`a @ b`, `a.T @ b`, `a @ b.T`, `dot`, `outer`, `a * b`, `sum(a * b)`, `x.T`, `trace`, `sum` "
+    "(the simple 1- and 2-operand equations; batch products as for bmm)",
+)
+
+
 def _linear(c: Call) -> str:
     x, w, b = c.get(0, "input"), c.get(1, "weight"), c.get(2, "bias")
     text = f"{w.text} @ {x.text}" if x.ndim == 1 else f"{x.text} @ {w.text}.T"
@@ -556,6 +637,44 @@ def _layer_norm(c: Call) -> str:
 
 
 _add(_layer_norm, ["torch.nn.functional.layer_norm"], "`(x - mean(x)) / sqrt(var(x) + eps) * w + b`")
+
+
+def _batch_norm(c: Call) -> str:
+    """Per channel (axis 1) over every other axis: the batch statistics in training, else the running ones."""
+    x = c.get(0, "input")
+    rm, rv = c.get(1, "running_mean"), c.get(2, "running_var")
+    w, b = c.get(3, "weight"), c.get(4, "bias")
+    training, eps = bool(c.get(5, "training", False)), float(c.get(7, "eps", 1e-5))
+    if x.ndim < 2:
+        raise Unsupported(f"an input of shape {list(x.shape)} (needs (N, C, ...))")
+    channels = x.shape[1]
+    tail = [1] * (x.ndim - 2)
+
+    def per_channel(arg: Arg) -> str:
+        return arg.text if not tail else f"reshape({arg.text}, {_const([channels, *tail])})"
+
+    if training:
+        axes = [0, *range(2, x.ndim)]
+        at = f"axis={axes[0] if len(axes) == 1 else _const(axes)}, keepdims=True"
+        mean, var = f"mean({x.text}, {at})", f"var({x.text}, {at})"
+    else:
+        if not isinstance(rm, Arg) or not isinstance(rv, Arg):
+            raise Unsupported("training=False without running_mean and running_var")
+        mean, var = per_channel(rm), per_channel(rv)
+    text = f"({x.text} - {mean}) / sqrt({var} + {number(eps)})"
+    if isinstance(w, Arg):
+        text += f" * {per_channel(w)}"
+    if isinstance(b, Arg):
+        text += f" + {per_channel(b)}"
+    return text
+
+
+_add(
+    _batch_norm,
+    ["torch.nn.functional.batch_norm"],
+    "`(x - mean(x, axis=0, keepdims=True)) / sqrt(var(x, axis=0, keepdims=True) + eps) * w + b` "
+    "(training: the batch's statistics over every axis but 1; else the running ones)",
+)
 
 
 # --- structure -------------------------------------------------------------------------

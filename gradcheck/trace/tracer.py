@@ -51,6 +51,8 @@ VALUE_READS = {
     f"torch.Tensor.{n}"
     for n in ("__bool__", "item", "tolist", "__float__", "__int__", "__index__", "numpy", "__array__", "__complex__")
 }
+#: Calls that stop the gradient of a traced value: the model language has no stop-gradient.
+DETACHES = {"torch.Tensor.detach", "torch.detach", "torch.Tensor.detach_", "torch.Tensor.data.__get__"}
 #: Calls that make constants from shapes alone, even given a traced tensor (``torch.zeros_like(x)``).
 CONSTANT_LIKE = {f"torch.{n}_like" for n in ("zeros", "ones", "full", "empty", "rand", "randn")}
 
@@ -162,6 +164,14 @@ class Recorder(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         name = resolve_name(func) or getattr(func, "__qualname__", repr(func))
+        if name in DETACHES and args and self.traced(args[0]):
+            spelled = "`.data`" if name.endswith("data.__get__") else f"`{name.removeprefix('torch.Tensor.')}()`"
+            raise located(
+                f"{spelled} ({name}) stops the gradient of a traced value: the model language has no "
+                "stop-gradient, so the exact derivative would not be the one torch computes",
+                fix="remove it from fn; a value meant to be a constant goes in `data` "
+                "(or is computed outside fn and passed in)",
+            )
         if name in METADATA:
             return func(*args, **kwargs)
         flat = list(args) + list(kwargs.values())
