@@ -92,7 +92,7 @@ class Context:
 def gather(arr: Any, shape: tuple[int, ...], pos: np.ndarray) -> np.ndarray:
     """``arr`` (batch + ``shape``) at flat per-sample positions ``pos``: ``(M,) + batch``."""
     arr = np.asarray(arr)
-    batch = tuple(arr.shape[: arr.ndim - len(shape)])
+    batch = tuple(arr.shape[: max(0, arr.ndim - len(shape))])  # a lower-rank arr broadcasts
     flat = np.broadcast_to(arr, batch + shape).reshape(batch + (-1,))
     return np.moveaxis(flat[..., pos], -1, 0)
 
@@ -145,7 +145,7 @@ def elementwise(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
             olds.append(a.old())
         elif isinstance(a, np.ndarray) and a.ndim:
             aligned = np.asarray(align(a, len(n.shape), len(shape)))
-            batch = tuple(aligned.shape[: aligned.ndim - len(shape)])
+            batch = tuple(aligned.shape[: max(0, aligned.ndim - len(shape))])  # none when lower rank
             parts.append(
                 gather(
                     np.broadcast_to(aligned, batch + tuple(np.broadcast_shapes(aligned.shape[len(batch) :], shape))),

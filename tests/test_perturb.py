@@ -85,6 +85,20 @@ def test_structural_rules_and_fallbacks(loss):
     assert_same(model, dtype="float32")
 
 
+@pytest.mark.parametrize("data", [False, True])
+def test_a_lower_rank_operand_broadcasts_into_the_perturbed_one(data):
+    # x [1, 2, 3] times reshape(w, [2, 1]) (rank 2): the elementwise rule gathers the lower-rank
+    # operand at the changed positions (it once took the rank gap for a batch axis and crashed).
+    spec = {
+        "params": {"x": [[[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]], "w": [0.3, 0.7]},
+        "model": {"loss": "sum(sin(x * reshape(w, [2, 1])))"},
+    }
+    if data:
+        spec["data"] = {"z": [1.0, 2.0]}
+        spec["model"] = {"loss": "z * sum(sin(x * reshape(w, [2, 1])))"}
+    assert_same(gc.Model.from_dict(spec))
+
+
 def test_fallback_in_chunks_when_too_dense():
     model = gc.Model.from_dict(
         {
