@@ -294,6 +294,7 @@ def test_bad_arguments_raise_model_error(kwargs, match):
         (["--predict", "x=four"], r"--predict x= needs a number \(or a \[list\] for a vector column\), got 'four'"),
         (["--predict", "z=4"], "predict names 'z', which is not a data column"),
         (["--plot", "no/such/dir/loss.png"], "--plot 'no/such/dir/loss.png': no such directory"),
+        (["--mode", "newton", "--lr", "0.5"], r"--lr 0.5 has no effect with --mode newton .* drop --lr"),
     ],
 )
 def test_bad_cli_input_exits_2_with_one_line(args, match, capsys):

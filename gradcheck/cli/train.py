@@ -108,6 +108,11 @@ def _check_plot_path(path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train as the flags say; returns the exit status (bad input raises :class:`ModelError`)."""
     predict = parse_predict(args.predict)
+    if args.mode == "newton" and args.lr is not None:
+        raise ModelError(
+            f"--lr {args.lr:g} has no effect with --mode newton (a Newton step is p - H^-1 grad, no learning rate)",
+            fix="drop --lr, or use --mode sgd or --mode batch",
+        )
     if args.plot:
         _check_plot_path(args.plot)
     from ..model import load
