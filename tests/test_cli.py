@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import gradcheck as gc
@@ -217,3 +218,28 @@ def test_python_m_and_subcommand_help_in_a_process():
     assert top.returncode == 0 and "train" in top.stdout and "--points" in top.stdout
     train = run("train", "--help")
     assert train.returncode == 0 and "--epochs" in train.stdout
+
+
+@pytest.mark.slow
+def test_a_reader_that_stops_early_gets_no_error(tmp_path):
+    # `gradcheck FILE --json | head -1`: the pipe closes while gradcheck still writes (over 64 KiB of JSON).
+    rng = np.random.default_rng(0)
+    model = tmp_path / "wide.yaml"
+    model.write_text(
+        "params:\n  W: " + str(np.round(rng.normal(size=(40, 40)), 3).tolist()) + "\nmodel:\n  loss: sum(W**2)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gradcheck", str(model), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=300) == 0, err
+    assert err == "", err

@@ -145,6 +145,10 @@ def run_guarded(command: Callable[[], int], *, debug: bool) -> int:
     except KeyboardInterrupt:
         print("gradcheck: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `gradcheck ... | head`: the reader has what it wanted
+        # Python would complain again when it flushes stdout at exit: point stdout at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as err:  # an internal error: one line, traceback only with --debug
         if debug:
             raise
