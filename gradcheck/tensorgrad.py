@@ -184,6 +184,16 @@ def rebuild(op: str, args: tuple[Node, ...], attrs: tuple[tuple[str, object], ..
                 return rebuild("mul", (a.args[0], rebuild(op, tuple(rest), attrs)))
     if op in ("expand", "reshape") and args[0].shape == make(op, args, attrs).shape:
         return args[0]
+    if op in ("expand", "reshape"):  # a constant tensor keeps one form: expand(c, shape=new) [* or / a number]
+        shape = make(op, args, attrs).shape
+        a = args[0]
+        if a.op == "expand" and number(a.args[0]) is not None:
+            return make("expand", (a.args[0],), (("shape", shape),))
+        if a.op in ("mul", "div") and a.args[0].op == "expand" and number(a.args[0].args[0]) is not None:
+            if number(a.args[1]) is not None:
+                return rebuild(a.op, (make("expand", (a.args[0].args[0],), (("shape", shape),)), a.args[1]))
+    if op == "exp" and args[0].op == "log_softmax":  # exp(log_softmax(z)) = softmax(z)
+        return make("softmax", args[0].args, args[0].attrs)
     if op == "sum" and not args[0].shape:
         return args[0]
     if op == "where" and is_zero(args[1]) and is_zero(args[2]):

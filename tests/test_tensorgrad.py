@@ -443,3 +443,18 @@ def test_course_forms_are_short(name):
     model = gc.loads(COURSE[name], name=name)
     for param in model.params:
         assert len(model.gradient_expression(param)) < (300 if name == "rnn" else 250), param
+
+
+def test_a_mean_over_the_batch_and_softmax_read_as_written():
+    # mean's rule spreads g as expand(1, shape) / n; exp(log_softmax(z)) is softmax(z).
+    model = gc.Model.from_dict(
+        {
+            "params": {"W": [[0.1, -0.2], [0.3, 0.4], [0.5, -0.6]]},
+            "data": {"X": [[[1.0, 2.0, 0.5], [0.0, -1.0, 1.5]]], "Y": [[[1.0, 0.0], [0.0, 1.0]]]},
+            "model": {"logits": "X @ W", "loss": "-mean(sum(Y * log_softmax(logits, axis=1), axis=1))"},
+        }
+    )
+    text = model.gradient_expression("W")
+    assert text == "X.T @ (softmax(logits, axis=1) * sum(Y / 2, axis=1, keepdims=True) - Y / 2)"
+    report = _assert_round_trip(model)
+    assert report.status == "agree"
