@@ -122,13 +122,15 @@ class Budget:
                 target = threading.get_ident()
 
                 def on_signal(signum: int, frame: Any) -> None:
-                    raise _Expired
+                    if not stop.is_set():
+                        raise _Expired
 
                 def watch() -> None:
+                    # Once the budget is spent, signal again every POLL until the body has ended: a raise
+                    # that lands where Python ignores exceptions (a gc callback, a __del__) is not lost.
                     while not stop.wait(self.POLL):
                         if time.clock_gettime(clock) >= deadline:
                             signal.pthread_kill(target, _SIGNAL)
-                            return
 
                 old = signal.signal(_SIGNAL, on_signal)
                 threading.Thread(target=watch, name="gradcheck-time-limit", daemon=True).start()

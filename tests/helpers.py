@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 import gradcheck as gc
@@ -35,3 +38,14 @@ def caret_col(err: ModelError) -> int:
     lines = str(err).splitlines()
     assert lines[-1].strip() == "^", str(err)
     return len(lines[-1]) - 5  # the expression and caret are indented by four spaces
+
+
+#: An example file states its verdict in one comment line.
+EXPECT_RE = re.compile(r"^# expect: (agree|mismatch|kink)[ \t]*$", re.MULTILINE)
+
+
+def expectation(path: Path) -> str:
+    """The verdict a model file states in its ``# expect: ...`` line (exactly one)."""
+    found = EXPECT_RE.findall(path.read_text())
+    assert len(found) == 1, f"{path.name}: needs exactly one '# expect: ...' line"
+    return found[0]

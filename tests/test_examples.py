@@ -17,7 +17,6 @@ import importlib
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -25,12 +24,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import expectation
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(REPO.glob("examples/*.yaml"))
 IDS = [p.stem for p in EXAMPLES]
 
-EXPECT_RE = re.compile(r"^# expect: (agree|mismatch|kink)[ \t]*$", re.MULTILINE)
 EXIT_CODE = {"agree": 0, "kink": 0, "mismatch": 1}
 STATUSES = ("agree", "kink", "undefined", "mismatch")  # in order of severity
 THREE = ("symbolic", "autograd", "finite_difference")
@@ -38,12 +37,6 @@ THREE = ("symbolic", "autograd", "finite_difference")
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def expectation(path: Path) -> str:
-    found = EXPECT_RE.findall(path.read_text())
-    assert len(found) == 1, f"{path.name}: needs exactly one '# expect: ...' line"
-    return found[0]
 
 
 def load_yaml(path: Path) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import expectation
 
 import gradcheck as gc
 
@@ -34,15 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 ZOO = sorted(REPO.glob("examples/zoo/*.yaml"))
 IDS = [p.stem for p in ZOO]
 
-EXPECT_RE = re.compile(r"^# expect: (agree|mismatch|kink)[ \t]*$", re.MULTILINE)
 COURSES = ("CS231n", "d2l", "makemore", "Let's build GPT")
 THREE = ("symbolic", "autograd", "finite_difference")
-
-
-def expectation(path: Path) -> str:
-    found = EXPECT_RE.findall(path.read_text())
-    assert len(found) == 1, f"{path.name}: needs exactly one '# expect: ...' line"
-    return found[0]
 
 
 def spec_of(path: Path) -> dict:
