@@ -11,6 +11,7 @@ points a file may ask for.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import signal
@@ -122,7 +123,7 @@ class Budget:
                 target = threading.get_ident()
 
                 def on_signal(signum: int, frame: Any) -> None:
-                    if not stop.is_set():
+                    if not stop.is_set() and not _in_gc_callback(frame):
                         raise _Expired
 
                 def watch() -> None:
@@ -156,6 +157,20 @@ class Budget:
                 signal.signal(_SIGNAL, old)
             if self.left is not None:
                 self.left -= time.thread_time() - start
+
+
+def _in_gc_callback(frame: Any) -> bool:
+    """``frame`` runs inside a garbage-collector callback, where Python would only print a raise and go on.
+
+    The watchdog signals again a moment later, when the callback has returned.
+    """
+    codes = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    codes.discard(None)
+    while codes and frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
 
 
 #: The signal the watchdog sends (SIGUSR2 is left to programs far less often than SIGUSR1).

@@ -226,3 +226,25 @@ def test_a_deadline_raise_that_is_swallowed_is_sent_again():
                         raise
                     caught.append(err)
     assert len(caught) == 1
+
+
+def test_the_deadline_never_raises_inside_a_gc_callback(monkeypatch):
+    # Hypothesis installs a gc callback; a raise there would only be printed ("Exception ignored").
+    import gc
+    import sys
+
+    lost: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", lost.append)
+
+    def busy_callback(phase: str, info: dict) -> None:
+        sum(range(50_000))  # most of the CPU time is spent here
+
+    gc.callbacks.append(busy_callback)
+    try:
+        with pytest.raises(ModelError, match="took longer than the time limit"):
+            with limits.Budget(0.1).spend("collecting"):
+                for _ in range(100_000):
+                    gc.collect(0)
+    finally:
+        gc.callbacks.remove(busy_callback)
+    assert lost == []
