@@ -226,7 +226,48 @@ def _unexpand2(a: Node, b: Node) -> tuple[Node, Node]:
     return a, b
 
 
+def _summands(node: Node) -> list[Node]:
+    return _summands(node.args[0]) + _summands(node.args[1]) if node.op == "add" else [node]
+
+
+def _as_concat(terms: list[Node]) -> Node | None:
+    """A sum of ``scatter``s that tile their shape along one axis, as the ``concat`` of their values.
+
+    The gates of an LSTM come back as ``concat(di, df, do, dg)``, as the courses write them.
+    """
+    if len(terms) < 2 or any(t.op != "scatter" for t in terms) or len({t.shape for t in terms}) != 1:
+        return None
+    shape = terms[0].shape
+    axes: set[int] = set()
+    spans = []
+    for t in terms:
+        attrs = OPS["scatter"].bind(t.attrs)
+        value = t.args[0].shape
+        if len(value) != len(shape) or any(k != 1 for k in attrs["step"] or ()):
+            return None
+        start = tuple(attrs["start"] or ()) + (0,) * (len(shape) - len(attrs["start"] or ()))
+        for i, (v, n, s0) in enumerate(zip(value, shape, start)):
+            if v != n or s0 != 0:
+                axes.add(i)
+        spans.append((t, start))
+    if len(axes) != 1:
+        return None
+    (axis,) = axes
+    spans.sort(key=lambda ts: ts[1][axis])
+    at = 0
+    for t, start in spans:
+        if start[axis] != at:
+            return None
+        at += t.args[0].shape[axis]
+    if at != shape[axis]:
+        return None
+    return make("concat", tuple(t.args[0] for t, _ in spans), (("axis", axis),) if axis else ())
+
+
 def _add(a: Node, b: Node) -> Node:
+    joined = _as_concat(_summands(a) + _summands(b))
+    if joined is not None:
+        return joined
     a, b = _unexpand2(a, b)
     if is_zero(a):
         return b if b.shape == broadcast(a.shape, b.shape) else make("add", (a, b))

@@ -424,6 +424,12 @@ def test_course_models_round_trip(name, monkeypatch):
         ("lstm_step", "Wf", "outer(2 * (h - y) * o * (1 - tanh(c)**2) * c0 * f * (1 - f), xh)"),
         ("attention", "Wv", "2 * (Z - y).T @ A @ X"),
         ("batchnorm", "gamma", "2 * (y_pred - y) * zhat"),
+        # the gates, sliced out of one matmul, come back joined: da = concat(di, df, do, dg)
+        (
+            "zoo/lstm",
+            "b",
+            "concat(dc * g * i * (1 - i), dc * prev_c * f * (1 - f), dnext_h * next_h * (1 - o), dc * i * (1 - g**2))",
+        ),
         # backpropagation through time: one outer product per step, each step's delta through U.T
         (
             "rnn",
