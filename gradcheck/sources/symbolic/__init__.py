@@ -23,7 +23,7 @@ import numpy as np
 from .. import Gradients
 from . import codegen
 from .evaluate import evaluate_exprs
-from .formulas import MAX_INLINED_SIZE, expression, formula, formula_in_entries, inlined_size, loss_expression
+from .formulas import MAX_INLINED_SIZE, formula, formula_in_entries, inlined_size, loss_expression
 from .numbers import DPS, collect
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ __all__ = [
     "DPS",
     "MAX_INLINED_SIZE",
     "evaluate_exprs",
-    "expression",
     "formula",
     "formula_in_entries",
     "gradients",

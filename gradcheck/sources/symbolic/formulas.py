@@ -253,28 +253,3 @@ def _entry_formula(model: Model, name: str) -> np.ndarray:
 def loss_expression(model: Model) -> Any:
     """The per-sample loss as one SymPy expression (entries inlined; real symbols)."""
     return build(model).loss
-
-
-def expression(model: Model, node: Any) -> np.ndarray:
-    """Any IR expression of the model (e.g. an ``expected`` entry) in SymPy (real symbols)."""
-    import sympy
-
-    built = build(model)
-    env = interp.evaluate(model.entries, {**built.param_symbols, **built.data_symbols}, "sympy", sympy)
-    return np.asarray(interp.run(node, env, "sympy", sympy), dtype=object)
-
-
-def pretty(model: Model, name: str, idx: tuple[int, ...]) -> tuple[str, str]:
-    """``d loss/d name[idx] = formula`` by SymPy's pretty printer: (unicode, ASCII) art."""
-    import sympy
-
-    f = formula(model, name)
-    if idx:
-        f = np.asarray(f.tolist(), dtype=object)[idx]
-    label = name if not idx else f"{name}[{', '.join(map(str, idx))}]"
-    out = []
-    for unicode in (True, False):
-        d = "\u2202" if unicode else "d"
-        eq = sympy.Eq(sympy.Symbol(f"{d}{model.loss}/{d}{label}"), f, evaluate=False)
-        out.append(sympy.pretty(eq, use_unicode=unicode, wrap_line=False))
-    return out[0], out[1]
