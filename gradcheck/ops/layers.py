@@ -288,14 +288,24 @@ def _spatial_size(shape: Shape, d: int) -> str:
     return _lit(shape[-1] if d == 1 else tuple(shape[-d:]))
 
 
+def _conv_kw(stride: Any, padding: Any) -> str:
+    """``, stride=..., padding=...`` for the attributes that differ from their defaults (1 and 0)."""
+    out = ""
+    if any(v != 1 for v in ((stride,) if isinstance(stride, int) else stride)):
+        out += f", stride={_lit(stride)}"
+    if any(v != 0 for v in ((padding,) if isinstance(padding, int) else padding)):
+        out += f", padding={_lit(padding)}"
+    return out
+
+
 def _conv_vjp(d: int) -> Any:
     """``conv(x, k)``: in x the transposed conv of g, in k the conv of x with g (the kernel's gradient)."""
 
     def rule(shapes: list[Shape], out: Shape, stride: Any = 1, padding: Any = 0) -> tuple[str, str]:
-        kw = f"stride={_lit(stride)}, padding={_lit(padding)}"
+        kw = _conv_kw(stride, padding)
         return (
-            f"conv_transpose{d}d(g, b, {kw}, size={_spatial_size(shapes[0], d)})",
-            f"conv{d}d_weight(a, g, size={_spatial_size(shapes[1], d)}, {kw})",
+            f"conv_transpose{d}d(g, b{kw}, size={_spatial_size(shapes[0], d)})",
+            f"conv{d}d_weight(a, g, size={_spatial_size(shapes[1], d)}{kw})",
         )
 
     return rule
@@ -305,8 +315,8 @@ def _conv_transpose_vjp(d: int) -> Any:
     """``conv_transpose(g, k)`` is linear in each: the adjoint of a transposed conv is the conv."""
 
     def rule(shapes: list[Shape], out: Shape, stride: Any = 1, padding: Any = 0, size: Any = None) -> tuple[str, str]:
-        kw = f"stride={_lit(stride)}, padding={_lit(padding)}"
-        return f"conv{d}d(g, b, {kw})", f"conv{d}d_weight(g, a, size={_spatial_size(shapes[1], d)}, {kw})"
+        kw = _conv_kw(stride, padding)
+        return f"conv{d}d(g, b{kw})", f"conv{d}d_weight(g, a, size={_spatial_size(shapes[1], d)}{kw})"
 
     return rule
 
@@ -315,8 +325,8 @@ def _conv_weight_vjp(d: int) -> Any:
     """``conv_weight(x, g)``: ``sum(G * conv_weight(x, g))`` is ``sum(g * conv(x, G))``."""
 
     def rule(shapes: list[Shape], out: Shape, size: Any = None, stride: Any = 1, padding: Any = 0) -> tuple[str, str]:
-        kw = f"stride={_lit(stride)}, padding={_lit(padding)}"
-        return f"conv_transpose{d}d(b, g, {kw}, size={_spatial_size(shapes[0], d)})", f"conv{d}d(a, g, {kw})"
+        kw = _conv_kw(stride, padding)
+        return f"conv_transpose{d}d(b, g{kw}, size={_spatial_size(shapes[0], d)})", f"conv{d}d(a, g{kw})"
 
     return rule
 
