@@ -349,13 +349,12 @@ def _formulas(model: Model) -> tuple[dict[str, str], list[FormulaLine], dict[str
     instead. Everything the table and a notebook show is made here, during
     the check.
     """
-    from .latex import derivative_latex, expression_latex
+    from .latex import formula_latex
 
     texts: dict[str, str] = {}
     lines: list[FormulaLine] = []
     latex: dict[str, str] = {}
     notes = []
-    shapes = {k: model.shape_of(k) for k in [*model.params, *model.data, *model.entries]}
     for name in model.params:
         try:
             text = model.gradient_expression(name)
@@ -364,7 +363,7 @@ def _formulas(model: Model) -> tuple[dict[str, str], list[FormulaLine], dict[str
             continue
         texts[name] = text
         lines.append(FormulaLine(model.loss, name, text))
-        latex[name] = derivative_latex(model.loss, name, model.shape_of(name), expression_latex(text, shapes))
+        latex[name] = formula_latex(model, name, text)
     return texts, lines, latex, notes
 
 

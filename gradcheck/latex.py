@@ -26,11 +26,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from . import expr as _expr
 from .expr import Node
 from .ops import CONSTANTS, OPS, Shape
 from .ops.arithmetic import index_text
+
+if TYPE_CHECKING:
+    from .model import Model
 
 # Precedences of the printed forms: higher binds tighter. A matrix product (juxtaposition of
 # tensors) binds tighter than an elementwise one: `\mathbf{W} \mathbf{x} \odot \mathbf{h}` is (Wx) ⊙ h.
@@ -310,3 +314,8 @@ def derivative_latex(loss: str, param: str, shape: Shape, formula: str) -> str:
     """``\\frac{\\partial \\ell}{\\partial \\mathbf{W}_{1}} = ...`` for one param's formula (LaTeX of ``formula``)."""
     top = r"\ell" if loss == "loss" else name_latex(loss)
     return rf"\frac{{\partial {top}}}{{\partial {name_latex(param, bool(shape))}}} = {formula}"
+
+
+def formula_latex(model: Model, param: str, text: str) -> str:
+    """The equation ``d loss/d param = text`` in LaTeX, the names shaped as in ``model`` (``formulas --latex``)."""
+    return derivative_latex(model.loss, param, model.shape_of(param), expression_latex(text, model.shapes))

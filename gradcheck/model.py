@@ -121,6 +121,11 @@ class Model:
             return self.entries[name].shape
         return ()
 
+    @property
+    def shapes(self) -> dict[str, Shape]:
+        """The per-sample shape of every param, data column and entry, by name."""
+        return {k: self.shape_of(k) for k in [*self.params, *self.data, *self.entries]}
+
     def param_values(self) -> dict[str, np.ndarray]:
         """The file's parameter values (float64 copies)."""
         return {k: p.value.copy() for k, p in self.params.items()}

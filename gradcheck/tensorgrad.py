@@ -574,10 +574,7 @@ class Derivation:
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self.shapes: dict[str, Shape] = {k: () for k in CONSTANTS}
-        self.shapes.update({k: p.shape for k, p in model.params.items()})
-        self.shapes.update({k: model.shape_of(k) for k in model.data})
-        self.shapes.update({k: e.shape for k, e in model.entries.items()})
+        self.shapes: dict[str, Shape] = dict.fromkeys(CONSTANTS, ()) | model.shapes
         order = list(model.entries)
         self.order = order[: order.index(model.loss) + 1]
         live: set[str] = set(model.params)
@@ -706,21 +703,18 @@ def tensor_form(model: Model, name: str) -> str:
 
 def _sympy_text(model: Model, name: str) -> str | None:
     """SymPy's one-line formula for a param of a model of scalars (params, data, entries), when it is model language."""
-    shapes = [p.shape for p in model.params.values()] + [e.shape for e in model.entries.values()]
-    if any(shapes) or any(model.shape_of(k) for k in model.data):  # a model of scalars only
+    shapes = dict.fromkeys(CONSTANTS, ()) | model.shapes
+    if any(shapes.values()):  # a model of scalars only
         return None
     text = str(model.gradient_formula(name))
     try:
         node = _expr.parse(text)
     except ModelError:
         return None
-    known = set(model.params) | set(model.data) | set(model.entries) | set(CONSTANTS)
-    if not node.names() <= known:
+    if not node.names() <= shapes.keys():
         return None
     try:
-        _expr.infer_shapes(
-            node, {k: model.shape_of(k) for k in known if k not in CONSTANTS} | dict.fromkeys(CONSTANTS, ())
-        )
+        _expr.infer_shapes(node, shapes)
     except ModelError:
         return None
     return text

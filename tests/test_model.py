@@ -6,6 +6,7 @@ Every message is pinned with ``pytest.raises(ModelError, match=...)``.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -402,3 +403,12 @@ def test_users_e_where_a_sample_is_undefined():
     residual = pi * 2.0 + 0.5 * math.e - np.array([1.0, 0.0, 2.0])
     for source, got in doc["w"]["values"].items():
         assert got == pytest.approx(np.mean(2 * residual * pi), rel=1e-9), source
+
+
+def test_shapes_name_every_param_column_and_entry():
+    model = gc.load(Path(__file__).parent.parent / "examples" / "mlp.yaml")
+    shapes = model.shapes
+    assert set(shapes) == set(model.params) | set(model.data) | set(model.entries)
+    assert shapes["W1"] == model.params["W1"].value.shape
+    assert shapes["x"] == model.data["x"].shape[1:]  # per sample: no samples axis
+    assert shapes["loss"] == ()

@@ -77,11 +77,10 @@ def run(args: argparse.Namespace) -> int:
     if args.expected:
         print(expected_block(formulas), end="")
     elif args.latex:
-        from ..latex import derivative_latex, expression_latex
+        from ..latex import formula_latex
 
-        shapes = {k: model.shape_of(k) for k in [*model.params, *model.data, *model.entries]}
         for name, text in formulas.items():
-            print(derivative_latex(model.loss, name, model.shape_of(name), expression_latex(text, shapes)))
+            print(formula_latex(model, name, text))
     else:
         for name, text in formulas.items():
             print(f"{name}: {text}")
