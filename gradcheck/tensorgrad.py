@@ -663,22 +663,17 @@ class Derivation:
             return
         if not self.depends(node):
             return
-        op = OPS[node.op]
-        attrs = op.bind(node.attrs)
-        rule = op.vjp
-        if rule is None:
+        templates = _templates(node)
+        if templates is None:
+            spelling = OPS[node.op].spelling
             raise ModelError(
-                f"no tensor-form rule for {op.spelling} yet",
+                f"no tensor-form rule for {spelling} yet",
                 fix=f"Model.gradient_formula(name) gives SymPy's formula for each element; the tensor form "
-                f"needs a vjp= rule in {op.spelling}'s op-table entry",
+                f"needs a vjp= rule in {spelling}'s op-table entry",
                 entry=f"model.{self.entry}",
                 text=self.model.texts.get(("model", self.entry)),
                 offset=node.pos,
             )
-        if callable(rule):
-            templates = rule([a.shape for a in node.args], node.shape, **attrs)
-        else:
-            templates = tuple(t.format(**attrs) if t and "{" in t else t for t in rule)
         values: dict[str, Node] = {"g": g, "out": out if out is not None else node}
         values.update(zip(("a", "b", "c"), node.args))
         for operand, template in zip(node.args, templates):
@@ -687,6 +682,34 @@ class Derivation:
             raw = _shaped(_substitute(_template(template), values), self.shapes)
             part = unbroadcast(self.name(collect(simplify(raw))), operand.shape)
             self.back(operand, part, None, adjoint)
+
+
+def _templates(node: Node) -> tuple[str | None, ...] | None:
+    """The op's ``vjp`` templates at ``node`` (attributes filled in), ``None`` where it has no rule."""
+    op = OPS[node.op]
+    attrs = op.bind(node.attrs)
+    rule = op.vjp
+    if rule is None:
+        return None
+    if callable(rule):
+        return tuple(rule([a.shape for a in node.args], node.shape, **attrs))
+    return tuple(t.format(**attrs) if t and "{" in t else t for t in rule)
+
+
+def rule_nodes(node: Node) -> tuple[Node | None, ...]:
+    """The op's ``vjp`` rule at ``node`` as shaped IR in the placeholders ``g``, ``out``, ``a``, ``b``, ``c``.
+
+    One node per operand (``None`` where no gradient flows); the symbolic
+    source evaluates them on the operands' values
+    (:mod:`gradcheck.sources.symbolic.blocks`). :class:`ModelError` where the
+    op has no rule (or none at these shapes).
+    """
+    templates = _templates(node)
+    if templates is None:
+        raise ModelError(f"no tensor-form rule for {OPS[node.op].spelling} yet")
+    shapes: dict[str, Shape] = {"g": node.shape, "out": node.shape}
+    shapes.update(zip(("a", "b", "c"), (a.shape for a in node.args)))
+    return tuple(None if t is None or t == "0" else _shaped(_template(t), shapes) for t in templates)
 
 
 def derivation(model: Model) -> Derivation:

@@ -181,14 +181,28 @@ def _index_vjp(shapes: list[Shape], out: Shape, index: tuple[Any, ...] = ()) -> 
     return (f"scatter({g}, {attrs})",)
 
 
+def _dd_pow(D: Any, a: Any, b: Any) -> Any:
+    """``a ** b`` in double-double for one integer exponent; anything else is left to mpmath."""
+    n = D.integer(D.lift(b))
+    return NotImplemented if n is None else D.power(a, n)
+
+
+def _matmul_spec(ra: int, rb: int) -> str:
+    """The ``einsum`` of ``a @ b`` for per-sample ranks ``ra`` and ``rb`` (vectors and matrices)."""
+    left = "...ij" if ra == 2 else "...j"
+    right = "...jk" if rb == 2 else "...j"
+    out = "..." + ("i" if ra == 2 else "") + ("k" if rb == 2 else "")
+    return f"{left},{right}->{out}"
+
+
 # Operators (written as syntax, not calls). Precedence as Python's: + - 1, * / @ 2, unary - 3,
 # ** 4 (right-associative; its exponent may be a unary minus), postfix .T and [i] 5.
-elementwise("add", 2, lambda N, a, b: a + b, lambda T, a, b: a + b, lambda S, a, b: a + b, lambda M, a, b: _mp(M, operator.add, a, b), "a + b", notation="infix", symbol="+", precedence=1, associative=True, vjp=("g", "g"))  # fmt: skip
-elementwise("sub", 2, lambda N, a, b: a - b, lambda T, a, b: a - b, lambda S, a, b: a - b, lambda M, a, b: _mp(M, operator.sub, a, b), "a - b", notation="infix", symbol="-", precedence=1, vjp=("g", "-g"))  # fmt: skip
-elementwise("mul", 2, lambda N, a, b: a * b, lambda T, a, b: a * b, lambda S, a, b: a * b, lambda M, a, b: _mp(M, operator.mul, a, b), "a * b", notation="infix", symbol="*", precedence=2, associative=True, vjp=("g * b", "g * a"))  # fmt: skip
-elementwise("div", 2, lambda N, a, b: a / b, lambda T, a, b: a / b, lambda S, a, b: a / b, lambda M, a, b: _mp(M, operator.truediv, a, b), "a / b", notation="infix", symbol="/", precedence=2, vjp=("g / b", "-g * a / b**2"))  # fmt: skip
-elementwise("pow", 2, lambda N, a, b: a**b, lambda T, a, b: a**b, lambda S, a, b: a**b, lambda M, a, b: _mp(M, operator.pow, a, b), "a ** b", notation="infix", symbol="**", precedence=4, right=True, vjp=("g * b * a**(b - 1)", "g * out * log(a)"))  # fmt: skip
-elementwise("neg", 1, lambda N, a: -a, lambda T, a: -a, lambda S, a: -a, lambda M, a: _mp(M, operator.neg, a), "-a", notation="prefix", symbol="-", precedence=3, vjp=("-g",))  # fmt: skip
+elementwise("add", 2, lambda N, a, b: a + b, lambda T, a, b: a + b, lambda S, a, b: a + b, lambda M, a, b: _mp(M, operator.add, a, b), "a + b", notation="infix", symbol="+", precedence=1, associative=True, vjp=("g", "g"), dd=lambda D, a, b: D.plus(a, b))  # fmt: skip
+elementwise("sub", 2, lambda N, a, b: a - b, lambda T, a, b: a - b, lambda S, a, b: a - b, lambda M, a, b: _mp(M, operator.sub, a, b), "a - b", notation="infix", symbol="-", precedence=1, vjp=("g", "-g"), dd=lambda D, a, b: D.minus(a, b))  # fmt: skip
+elementwise("mul", 2, lambda N, a, b: a * b, lambda T, a, b: a * b, lambda S, a, b: a * b, lambda M, a, b: _mp(M, operator.mul, a, b), "a * b", notation="infix", symbol="*", precedence=2, associative=True, vjp=("g * b", "g * a"), dd=lambda D, a, b: D.mul(a, b))  # fmt: skip
+elementwise("div", 2, lambda N, a, b: a / b, lambda T, a, b: a / b, lambda S, a, b: a / b, lambda M, a, b: _mp(M, operator.truediv, a, b), "a / b", notation="infix", symbol="/", precedence=2, vjp=("g / b", "-g * a / b**2"), dd=lambda D, a, b: D.div(a, b))  # fmt: skip
+elementwise("pow", 2, lambda N, a, b: a**b, lambda T, a, b: a**b, lambda S, a, b: a**b, lambda M, a, b: _mp(M, operator.pow, a, b), "a ** b", notation="infix", symbol="**", precedence=4, right=True, vjp=("g * b * a**(b - 1)", "g * out * log(a)"), dd=_dd_pow)  # fmt: skip
+elementwise("neg", 1, lambda N, a: -a, lambda T, a: -a, lambda S, a: -a, lambda M, a: _mp(M, operator.neg, a), "-a", notation="prefix", symbol="-", precedence=3, vjp=("-g",), dd=lambda D, a: D.neg(a))  # fmt: skip
 structural(
     "matmul", 2,
     lambda N, args, shapes: _matmul(N, args[0], args[1], len(shapes[0]), len(shapes[1])),
@@ -197,6 +211,7 @@ structural(
     lambda M, args, shapes: _mp_matmul(M, args[0], args[1], len(shapes[0]), len(shapes[1])),
     _matmul_shape, "a @ b: matrix product of vectors and matrices",
     incremental=inc.matvec, notation="infix", symbol="@", precedence=2, vjp=_matmul_vjp,
+    dd=lambda D, args, shapes: D.einsum(_matmul_spec(len(shapes[0]), len(shapes[1])), args[0], args[1]),
 )  # fmt: skip
 structural(
     "T", 1,
@@ -206,6 +221,7 @@ structural(
     lambda M, args, shapes: args[0] if len(shapes[0]) < 2 else _object(args[0]).swapaxes(-1, -2),
     _transpose_shape, "M.T: transpose (a vector is unchanged)",
     incremental=inc.transpose, notation="postfix", symbol=".T", precedence=5, vjp=("g.T",),
+    dd=lambda D, args, shapes: args[0] if len(shapes[0]) < 2 else D.each(lambda x: x.swapaxes(-1, -2), args[0]),
 )  # fmt: skip
 structural(
     "index", 1,
@@ -216,4 +232,5 @@ structural(
     lambda shape, index=(): index_shape(shape, index),
     "v[i], M[i, j], v[1:3], M[:, 0]: integer constant indices and slices (positive steps: v[::2])",
     incremental=inc.moves, attrs=(Attr("index", (), ("ints",)),), notation="index", symbol="[]", precedence=5, vjp=_index_vjp,
+    dd=lambda D, args, shapes, index: D.each(lambda x: x[(Ellipsis,) + _trailing_index(index, shapes[0])], args[0]),
 )  # fmt: skip

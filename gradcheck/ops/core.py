@@ -159,6 +159,14 @@ class Op:
     elementwise rule may give a result of the broadcast shape: the derivation
     sums it back over the broadcast axes (:mod:`gradcheck.tensorgrad`). A
     kinked op's rule follows its ``convention`` (torch's value at the kink).
+
+    ``dd``, optional, is the op's double-double form (:mod:`gradcheck.ddarray`
+    is its backend module), called as the NumPy form is; it may return
+    ``NotImplemented`` for operands it does not handle (``a ** b`` for a ``b``
+    that is not one integer). The symbolic source evaluates an op without
+    one, or that declines, in mpmath (see
+    :mod:`gradcheck.sources.symbolic.blocks`). :func:`moves` makes the form
+    of an op that only moves elements.
     """
 
     name: str
@@ -185,6 +193,7 @@ class Op:
     builtin: bool = True
     spelling: str = ""
     vjp: Vjp = None
+    dd: Callable[..., Any] | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -342,6 +351,17 @@ def _mp_sum(x: Any, rank: int) -> Any:
     return np.asarray(out, dtype=object) if isinstance(out, np.ndarray) else out
 
 
+def moves(numpy_form: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``dd`` form of a structural op that only moves elements: its NumPy form on both parts alike."""
+
+    def form(D: Any, args: list[Any], shapes: list[Shape], **attrs: Any) -> Any:
+        import numpy as np
+
+        return D.each(lambda *parts: numpy_form(np, list(parts), shapes, **attrs), *args)
+
+    return form
+
+
 # --- the table ------------------------------------------------------------
 
 OPS: dict[str, Op] = {}
@@ -406,6 +426,7 @@ def elementwise(
     right: bool = False,
     associative: bool = False,
     vjp: Vjp = None,
+    dd: Callable[..., Any] | None = None,
 ) -> None:
     """Add an elementwise (broadcasting) op; it gets the shared elementwise perturbation rule."""
     _add(
@@ -413,7 +434,7 @@ def elementwise(
             name, arity, "elementwise", numpy, torch, sympy, mpmath, _broadcast_rule, doc,
             kink=kink, kink_doc=kink_doc, convention=convention, analytic=analytic,
             incremental=inc.elementwise, attrs=attrs, notation=notation, symbol=symbol,
-            precedence=precedence, right=right, associative=associative, vjp=vjp,
+            precedence=precedence, right=right, associative=associative, vjp=vjp, dd=dd,
         )
     )  # fmt: skip
 
@@ -440,6 +461,7 @@ def structural(
     convention: str = "",
     analytic: bool = True,
     vjp: Vjp = None,
+    dd: Callable[..., Any] | None = None,
 ) -> None:
     """Add a structural op (reductions, products, indexing); ``incremental`` is its rule or :data:`DENSE`.
 
@@ -452,7 +474,7 @@ def structural(
             name, arity, "structural", numpy, torch, sympy, mpmath, shape, doc,
             incremental=incremental, attrs=attrs, variadic=variadic, notation=notation,
             symbol=symbol, precedence=precedence, spelling=spelling, kink=kink, kink_doc=kink_doc,
-            convention=convention, analytic=analytic, vjp=vjp,
+            convention=convention, analytic=analytic, vjp=vjp, dd=dd,
         )
     )  # fmt: skip
 

@@ -123,6 +123,54 @@ def _conv_np(N: Any, x: Any, k: Any, stride: Any, padding: Any, d: int) -> Any:
     return np.einsum(spec, w, k)
 
 
+def _conv_dd(D: Any, x: Any, k: Any, stride: Any, padding: Any, d: int) -> Any:
+    """Double-double form: the padded input's windows (moved exactly) against the kernel, summed pairwise."""
+    import numpy as np
+
+    s, p = _per_axis(stride, d, "stride", 1), _per_axis(padding, d, "padding", 0)
+    ksize = tuple(D.lift(k).shape[-d:])
+    w = D.each(lambda part: _windows(_pad(np, part, p), ksize, s), x)
+    letters, kl = _spatial(d)
+    return D.einsum(f"...c{letters}{kl},...oc{kl}->...o{letters}", w, k)
+
+
+def _avgpool_dd(D: Any, x: Any, size: Any, stride: Any) -> Any:
+    """Double-double form: each window's elements summed pairwise, divided by the window's size."""
+    import numpy as np
+
+    w = D.each(lambda part: _flat_windows(np.asarray(part), size, stride), x)
+    return D.div(D.total(w, [-1]), float(w.shape[-1]))
+
+
+def _conv_transpose_dd(D: Any, g: Any, k: Any, stride: Any, padding: Any, size: Any, d: int) -> Any:
+    """Double-double form of :func:`_conv_transpose_arr`: each kernel offset's products added into place."""
+    import numpy as np
+
+    s, p = _per_axis(stride, d, "stride", 1), _per_axis(padding, d, "padding", 0)
+    g, k = D.lift(g), D.lift(k)
+    lout, ksize = tuple(g.shape[-d:]), tuple(k.shape[-d:])
+    length = _transpose_size(lout, ksize, s, p, size)
+    sp, kl = _spatial(d)
+    t = D.einsum(f"...o{sp},...oc{kl}->...c{sp}{kl}", g, k)  # batch + (C_in, *L_out, *K)
+    padded = tuple(n + 2 * pp for n, pp in zip(length, p))
+    out = D.DD(np.zeros(t.shape[: t.ndim - 2 * d] + padded))
+    for off in np.ndindex(*ksize):
+        dest = (Ellipsis,) + tuple(slice(o, o + ss * (n - 1) + 1, ss) for o, ss, n in zip(off, s, lout))
+        part = D.add(out[dest], t[(Ellipsis,) + off])
+        out.hi[dest], out.lo[dest] = part.hi, part.lo
+    return out[(Ellipsis,) + tuple(slice(pp, pp + n) for pp, n in zip(p, length))]
+
+
+def _conv_weight_dd(D: Any, x: Any, g: Any, size: Any, stride: Any, padding: Any, d: int) -> Any:
+    """Double-double form of :func:`_conv_weight_arr`: g against each window of the padded input."""
+    import numpy as np
+
+    s, p, kz = _per_axis(stride, d, "stride", 1), _per_axis(padding, d, "padding", 0), _per_axis(size, d, "size", 1)
+    w = D.each(lambda part: _windows(_pad(np, part, p), kz, s), x)  # batch + (C_in, *L_out, *K)
+    sp, kl = _spatial(d)
+    return D.einsum(f"...o{sp},...c{sp}{kl}->...oc{kl}", g, w)
+
+
 def _conv_torch(T: Any, x: Any, k: Any, stride: Any, padding: Any, d: int) -> Any:
     import torch.nn.functional as F
 
@@ -365,6 +413,7 @@ def _conv(name: str, d: int, doc: str) -> None:
             _conv_shape(d, name), doc,
             incremental=inc.conv,
             vjp=_conv_vjp(d),
+            dd=lambda D, args, shapes, stride, padding: _conv_dd(D, args[0], args[1], stride, padding, d),
             attrs=(
                 Attr("stride", 1, _INT_OR_INTS, "step between windows (one int, or one per axis)"),
                 Attr("padding", 0, _INT_OR_INTS, "zeros added on both sides of each spatial axis"),
@@ -420,6 +469,7 @@ _add(
         vjp=lambda shapes, out, size=None, stride=None: (
             f"avgpool2d_backward(g, {_pool_kw(size, stride)}, shape={_lit(tuple(shapes[0]))})",
         ),
+        dd=lambda D, args, shapes, size, stride: _avgpool_dd(D, args[0], size, stride),
         attrs=_POOL_ATTRS,
     )
 )  # fmt: skip
@@ -857,6 +907,7 @@ def _conv_transpose(name: str, d: int, doc: str) -> None:
             _transpose_shape(d, name), doc,
             incremental=DENSE,
             vjp=_conv_transpose_vjp(d),
+            dd=lambda D, args, shapes, stride, padding, size: _conv_transpose_dd(D, args[0], args[1], stride, padding, size, d),
             attrs=(
                 _STRIDE, _PADDING,
                 Attr("size", None, _INT_OR_INTS, "the forward input's spatial size (default: the smallest that fits g)"),
@@ -876,6 +927,7 @@ def _conv_weight(name: str, d: int, doc: str) -> None:
             _weight_shape(d, name), doc,
             incremental=DENSE,
             vjp=_conv_weight_vjp(d),
+            dd=lambda D, args, shapes, size, stride, padding: _conv_weight_dd(D, args[0], args[1], size, stride, padding, d),
             attrs=(
                 Attr("size", None, _INT_OR_INTS, "the kernel's spatial size (required); also the third positional argument"),
                 _STRIDE, _PADDING,

@@ -403,6 +403,11 @@ def _amin_vjp(shapes: list[Shape], out: Shape, axis: Any = None, keepdims: bool 
     return _extreme_vjp(shapes[0], axis, keepdims, "<=")
 
 
+def _dd_sum(D: Any, x: Any, shape: Shape, axis: Any = None, keepdims: bool = False) -> Any:
+    """The double-double sum over the per-sample ``axis`` (counted from the end: batch axes stay)."""
+    return D.total(x, [a - len(shape) for a in axes_of(shape, axis)], keepdims)
+
+
 # Reductions and vector functions.
 structural(
     "sum", 1,
@@ -411,6 +416,7 @@ structural(
     lambda S, args, shapes, **k: _sympy_sum(S, args[0], shapes[0], **k),
     lambda M, args, shapes, **k: _mp_rsum(M, args[0], shapes[0], **k),
     _reduce_shape, "sum of the elements (over `axis`, default all)", incremental=inc.changed_sum, attrs=REDUCE, vjp=_sum_vjp,
+    dd=lambda D, args, shapes, **k: _dd_sum(D, args[0], shapes[0], **k),
 )  # fmt: skip
 structural(
     "mean", 1,
@@ -419,6 +425,7 @@ structural(
     lambda S, args, shapes, **k: _object(_sympy_sum(S, args[0], shapes[0], **k) / S.Integer(_count(shapes[0], k["axis"]))),
     lambda M, args, shapes, **k: _mp(M, operator.truediv, _mp_rsum(M, args[0], shapes[0], **k), M.mpf(_count(shapes[0], k["axis"]))),
     _nonempty_shape, "mean of the elements (over `axis`, default all)", incremental=inc.changed_mean, attrs=REDUCE, vjp=_mean_vjp,
+    dd=lambda D, args, shapes, **k: D.div(_dd_sum(D, args[0], shapes[0], **k), float(_count(shapes[0], k["axis"]))),
 )  # fmt: skip
 structural(
     "var", 1,
@@ -436,6 +443,7 @@ structural(
     lambda S, args, shapes: _object(_sum(S, args[0] * args[1], 1)),
     lambda M, args, shapes: _mp_sum(_mp(M, operator.mul, args[0], args[1]), 1),
     _dot_shape, "dot product of two vectors of one length", incremental=inc.dot, vjp=("g * b", "g * a"),
+    dd=lambda D, args, shapes: D.einsum("...i,...i->...", args[0], args[1]),
 )  # fmt: skip
 structural(
     "norm", 1,

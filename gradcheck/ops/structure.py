@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import incremental as inc
 from .arithmetic import fixed
-from .core import DENSE, Attr, Shape, _mp, _mp_sum, _size, structural
+from .core import DENSE, Attr, Shape, _mp, _mp_sum, _size, moves, structural
 
 #: Most per-sample axes a structural op may make (NumPy holds at most 32 with the batch axes).
 MAX_RANK = 16
@@ -397,6 +397,34 @@ def _stack_vjp(shapes: list[Shape], out: Shape, axis: int = 0) -> tuple[str, ...
 _AXIS = Attr("axis", 0, ("int",), "the per-sample axis (negative counts from the last)")
 
 
+def _diag_form(mod: Any, args: list[Any], shapes: list[Shape]) -> Any:
+    return _diag(mod, args[0], shapes[0])
+
+
+def _reshape_form(mod: Any, args: list[Any], shapes: list[Shape], shape: Any) -> Any:
+    return _reshape(mod, args[0], shapes[0], _target(shapes[0], shape))
+
+
+def _flatten_form(mod: Any, args: list[Any], shapes: list[Shape]) -> Any:
+    return _reshape(mod, args[0], shapes[0], (_size(shapes[0]),))
+
+
+def _concat_form(mod: Any, args: list[Any], shapes: list[Shape], axis: Any) -> Any:
+    return _concat(mod, args, shapes, axis)
+
+
+def _stack_form(mod: Any, args: list[Any], shapes: list[Shape], axis: Any) -> Any:
+    return _stack(mod, args, shapes, axis)
+
+
+def _expand_form(mod: Any, args: list[Any], shapes: list[Shape], shape: Any) -> Any:
+    return _expand(mod, args[0], shapes[0], _expand_shape(shapes[0], shape))
+
+
+def _scatter_form(mod: Any, args: list[Any], shapes: list[Shape], shape: Any, start: Any, step: Any) -> Any:
+    return _scatter(mod, args[0], shapes[0], tuple(shape), start, step)
+
+
 def _forms(fn: Any) -> tuple[Any, Any, Any, Any]:
     """The same form for the four backends (``fn(mod, args, shapes, **attrs)``)."""
     return fn, fn, fn, fn
@@ -406,49 +434,55 @@ structural(
     "outer", 2,
     *_forms(lambda mod, args, shapes: _outer(mod, args[0], args[1])),
     _outer_shape, "outer product of two vectors: the matrix a[i] * b[j]", incremental=DENSE, vjp=("g @ b", "g.T @ a"),
+    dd=lambda D, args, shapes: D.einsum("...i,...j->...ij", args[0], args[1]),
 )  # fmt: skip
 structural(
     "diag", 1,
-    *_forms(lambda mod, args, shapes: _diag(mod, args[0], shapes[0])),
+    *_forms(_diag_form),
     _diag_shape, "a vector's diagonal matrix; a matrix's diagonal (a vector)", incremental=inc.moves, vjp=_diag_vjp,
+    dd=moves(_diag_form),
 )  # fmt: skip
 structural(
     "trace", 1,
     *_forms(lambda mod, args, shapes: _trace(mod, args[0])),
     _trace_shape, "sum of a matrix's diagonal", incremental=DENSE, vjp=_trace_vjp,
+    dd=lambda D, args, shapes: D.total(D.each(lambda x: x.diagonal(axis1=-2, axis2=-1), args[0]), [-1]),
 )  # fmt: skip
 structural(
     "reshape", 1,
-    *_forms(lambda mod, args, shapes, shape: _reshape(mod, args[0], shapes[0], _target(shapes[0], shape))),
+    *_forms(_reshape_form),
     _reshape_shape, "the same elements in a new shape, row by row: reshape(x, [2, 3]); one size may be -1",
     incremental=inc.moves, attrs=(Attr("shape", None, ("ints",), "the new per-sample shape"),), vjp=_reshape_vjp,
+    dd=moves(_reshape_form),
 )  # fmt: skip
 structural(
     "flatten", 1,
-    *_forms(lambda mod, args, shapes: _reshape(mod, args[0], shapes[0], (_size(shapes[0]),))),
+    *_forms(_flatten_form),
     lambda a: (_size(a),), "the elements as a vector, row by row", incremental=inc.moves, vjp=_reshape_vjp,
+    dd=moves(_flatten_form),
 )  # fmt: skip
 structural(
     "concat", 2,
-    *_forms(lambda mod, args, shapes, axis: _concat(mod, args, shapes, axis)),
+    *_forms(_concat_form),
     _concat_shape, "arrays joined along an existing axis (the others must agree)",
-    incremental=inc.moves, attrs=(_AXIS,), variadic=True, vjp=_concat_vjp,
+    incremental=inc.moves, attrs=(_AXIS,), variadic=True, vjp=_concat_vjp, dd=moves(_concat_form),
 )  # fmt: skip
 structural(
     "stack", 2,
-    *_forms(lambda mod, args, shapes, axis: _stack(mod, args, shapes, axis)),
+    *_forms(_stack_form),
     _stack_shape, "equal shapes side by side along a new axis", incremental=inc.moves, attrs=(_AXIS,), variadic=True, vjp=_stack_vjp,
+    dd=moves(_stack_form),
 )  # fmt: skip
 structural(
     "expand", 1,
-    *_forms(lambda mod, args, shapes, shape: _expand(mod, args[0], shapes[0], _expand_shape(shapes[0], shape))),
+    *_forms(_expand_form),
     _expand_shape, "v broadcast to `shape` as NumPy broadcasts (trailing axes line up): expand(g, [2, 3])",
     incremental=DENSE, attrs=(Attr("shape", None, ("ints",), "the per-sample shape to broadcast to"),),
-    vjp=lambda shapes, out, shape=None: (_reduce_back(shapes[0], tuple(out)),),
+    vjp=lambda shapes, out, shape=None: (_reduce_back(shapes[0], tuple(out)),), dd=moves(_expand_form),
 )  # fmt: skip
 structural(
     "scatter", 1,
-    *_forms(lambda mod, args, shapes, shape, start, step: _scatter(mod, args[0], shapes[0], tuple(shape), start, step)),
+    *_forms(_scatter_form),
     _scatter_shape,
     "zeros of `shape` with v written from `start` every `step` along each leading axis (what indexing takes out): "
     "scatter(v, shape=[5], start=[1], step=[2])",
@@ -462,4 +496,5 @@ structural(
         "g[" + ", ".join(f"{sl.start}:{sl.start + sl.step * (n - 1) + 1}" + (f":{sl.step}" if sl.step != 1 else "")
                          for n, sl in zip(shapes[0], _region(tuple(out), start, step))) + "]",
     ),
+    dd=moves(_scatter_form),
 )  # fmt: skip

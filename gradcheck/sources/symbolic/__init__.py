@@ -2,6 +2,8 @@
 
 One module per job (see ``docs/how-it-works.md``):
 
+* :mod:`.blocks` evaluates whole tensors per op in double-double (layers of
+  any width), where every op allows it;
 * :mod:`.tape` records the entries on SymPy symbols and accumulates the
   adjoints backwards (reverse mode over the IR, linear in the model's size);
 * :mod:`.codegen` prints the tape as straight-line mpmath code, compiles it
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import Gradients
-from . import codegen
+from . import blocks, codegen
 from .evaluate import evaluate_exprs
 from .formulas import MAX_INLINED_SIZE, formula, formula_in_entries, inlined_size, loss_expression
 from .numbers import DPS, collect
@@ -38,11 +40,23 @@ __all__ = [
     "gradients",
     "inlined_size",
     "loss_expression",
+    "tape_gradients",
 ]
 
 
 def gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients:
-    """Exact gradients of the reduced loss at ``point``, rounded to float64."""
+    """Exact gradients of the reduced loss at ``point``, rounded to float64.
+
+    A whole tensor per op (:mod:`.blocks`, double-double) where every op
+    allows it and no value overflows or cancels too far; else
+    :func:`tape_gradients`.
+    """
+    found = blocks.gradients(model, point)
+    return found if found is not None else tape_gradients(model, point)
+
+
+def tape_gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients:
+    """:func:`gradients` by the tape: one SymPy line per element, evaluated in :data:`DPS`-digit mpmath."""
     tape = codegen.tape_of(model)
     columns = codegen.run(model, tape, point)
     return collect(model, columns, tape.layout, "symbolic")

@@ -233,10 +233,21 @@ def _compile(tape: Tape) -> None:
     tape.guarded_lines = guarded  # compiled only where a sample needs it (see :func:`run`)
 
 
-def _load(lines: list[str]) -> Any:
+def _load(lines: list[str], scalar: bool = False) -> Any:
     ns = _namespace()
+    if scalar:  # numbers as mpmath scalars, not one-element arrays
+        ns["_const"] = lambda p, q=1: ns["mpf"](p) / q
     exec(compile("\n".join(lines), "<gradcheck symbolic tape>", "exec"), ns)  # our own printed SymPy code
     return ns["_f"]
+
+
+def scalar_function(expr: Any, args: list[Any]) -> Any:
+    """SymPy ``expr`` as a function of mpmath numbers for the symbols ``args``, printed as the tape prints it.
+
+    So a ``Heaviside`` or ``Piecewise`` takes the tape's value at a kink.
+    """
+    lines = [f"def _f({', '.join(a.name for a in args)}):", f"    return {_printer().doprint(expr)}"]
+    return _load(lines, scalar=True)
 
 
 def tape_of(model: Model) -> Tape:
