@@ -66,8 +66,14 @@ def each(fn: Callable[..., Any], *xs: Any) -> DD:
     return DD(fn(*(p.hi for p in parts)), fn(*(p.lo for p in parts)))
 
 
+#: Below this magnitude the low part is subnormal: fewer than 106 bits.
+TINY = 2.0**-960
+
+
 def finite(x: DD) -> bool:
-    return bool(np.isfinite(x.hi).all() and np.isfinite(x.lo).all())
+    """Every element finite, and 0 or at least :data:`TINY` in magnitude (so it holds all its digits)."""
+    a = np.abs(x.hi)
+    return bool(np.isfinite(a).all() and np.isfinite(x.lo).all() and not np.any((a != 0) & (a < TINY)))
 
 
 def value(x: DD) -> np.ndarray:
@@ -189,6 +195,89 @@ def power(x: Any, n: int) -> DD:
     if out is None:
         out = DD(np.ones_like(x.hi))
     return div(DD(np.ones_like(out.hi)), out) if n < 0 else out
+
+
+# --- exp, log, tanh ------------------------------------------------------------------
+
+#: log(2) in three float64 parts (hi + mid + lo: 159 bits).
+_LN2 = (0.6931471805599453, 2.3190468138462996e-17, 5.707708438416212e-34)
+#: Taylor terms of expm1 on |r| <= 0.35: the 27th is below 2**-110 of the sum.
+_TERMS = 27
+
+
+_INVERSES: list[DD] = []
+
+
+def _expm1_small(r: DD) -> DD:
+    """``exp(r) - 1`` for ``|r| <= 0.35``: its Taylor series by Horner's rule, every step in double-double."""
+    if not _INVERSES:
+        _INVERSES.extend(div(1.0, float(k)) for k in range(1, _TERMS + 1))
+    acc = DD(np.zeros_like(r.hi))
+    for k in range(_TERMS, 0, -1):  # r/1 * (1 + r/2 * (1 + r/3 * (...)))
+        acc = mul(mul(r, _INVERSES[k - 1]), add(acc, 1.0))
+    return acc
+
+
+def _reduce(x: DD) -> tuple[np.ndarray, DD]:
+    """``x = k*log(2) + r`` with an integer ``k`` and ``|r| <= 0.35`` (log(2) to 159 bits, so ``r`` keeps 106)."""
+    k = np.round(x.hi / _LN2[0])
+    r = sub(x, mul(k, _LN2[0]))
+    r = sub(r, mul(k, _LN2[1]))
+    return k, sub(r, k * _LN2[2])
+
+
+def _scale(x: DD, k: np.ndarray) -> DD:
+    return DD(np.ldexp(x.hi, k.astype(np.int64)), np.ldexp(x.lo, k.astype(np.int64)))
+
+
+def exp(x: Any) -> DD:
+    """``exp(x)``: ``2**k * exp(r)`` (see :func:`_reduce`); inf where float64 overflows."""
+    x = lift(x)
+    with np.errstate(all="ignore"):
+        big = np.abs(x.hi) > 708
+        k, r = _reduce(DD(np.where(big, 0.0, x.hi), np.where(big, 0.0, x.lo)))
+        out = _scale(add(_expm1_small(r), 1.0), k)
+        return DD(np.where(big, np.exp(x.hi), out.hi), np.where(big, 0.0, out.lo))
+
+
+def expm1(x: Any) -> DD:
+    """``exp(x) - 1``, to 32 digits near 0 too (the series there, :func:`exp` elsewhere)."""
+    x = lift(x)
+    small = np.abs(x.hi) <= 0.35
+    near = _expm1_small(DD(np.where(small, x.hi, 0.0), np.where(small, x.lo, 0.0)))
+    far = sub(exp(DD(np.where(small, 0.0, x.hi), np.where(small, 0.0, x.lo))), 1.0)
+    return DD(np.where(small, near.hi, far.hi), np.where(small, near.lo, far.lo))
+
+
+def tanh(x: Any) -> DD:
+    """``tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|))`` with the sign of x: no cancellation anywhere."""
+    x = lift(x)
+    sign = np.where(x.hi < 0, -1.0, 1.0)
+    m = expm1(DD(-2.0 * np.abs(x.hi), -2.0 * sign * x.lo))
+    t = div(neg(m), add(m, 2.0))
+    return DD(sign * t.hi, sign * t.lo)
+
+
+def sigmoid(x: Any) -> DD:
+    """``1 / (1 + exp(-x))``, as ``exp(x) / (1 + exp(x))`` for negative x (neither overflows)."""
+    x = lift(x)
+    e = exp(DD(-np.abs(x.hi), -np.sign(x.hi) * x.lo))  # exp(-|x|) <= 1
+    up = div(1.0, add(e, 1.0))
+    down = div(e, add(e, 1.0))
+    neg_x = x.hi < 0
+    return DD(np.where(neg_x, down.hi, up.hi), np.where(neg_x, down.lo, up.lo))
+
+
+def log(x: Any) -> DD:
+    """``log(x)``: float64's log corrected by one Newton step, ``y + x*exp(-y) - 1`` (nan for x <= 0)."""
+    x = lift(x)
+    with np.errstate(all="ignore"):
+        y = np.log(x.hi)
+        ok = np.isfinite(y)
+        y0 = np.where(ok, y, 0.0)
+        step = sub(mul(x, exp(DD(-y0))), 1.0)
+        out = add(DD(y0), step)
+        return DD(np.where(ok & (x.hi > 0), out.hi, np.where(x.hi > 0, y, np.nan)), np.where(ok, out.lo, 0.0))
 
 
 # --- sums and products over axes ------------------------------------------------------------

@@ -193,3 +193,28 @@ def test_a_model_that_names_a_param_e_is_not_eulers_number():
     assert got is not None
     assert float(got.values["w"]) == 2.0
     assert float(got.values["e"]) == pytest.approx(3.0 + np.exp(2.0), rel=1e-15)
+
+
+def test_every_dd_form_gives_the_tapes_values():
+    """One model through every op with a double-double form (forward, and backward through its vjp rule)."""
+    rng = np.random.default_rng(11)
+    model = gc.Model.from_dict(
+        {
+            "params": {
+                "W": rng.normal(0, 0.5, (3, 4)).tolist(),
+                "k": rng.normal(0, 0.5, (2, 3, 2)).tolist(),
+                "v": rng.normal(0, 0.5, 4).tolist(),
+            },
+            "data": {"x": rng.normal(size=(2, 4)).tolist(), "M": rng.normal(size=(2, 3, 5)).tolist()},
+            "model": {
+                "h": "tanh(W @ x) + sigmoid(W @ v) - expm1(W @ x / 4)",
+                "c": "conv1d(M, k, stride=2, padding=1)",
+                "z": "concat(flatten(c), h, stack(h[0:2], h[1:], axis=0)[1])",
+                "s": "log_softmax(z) + softmax(outer(h, v), axis=0)[:, 1].T @ W @ exp(v / 3)",
+                "q": "dot(v, x) * trace(outer(h[:2], v[1:3])) + sum(diag(reshape(v, [2, 2])))",
+                "loss": "-sum(s) / 7 + logsumexp(outer(h, v), axis=1, keepdims=True)[2, 0] + log(q**2 + 1)",
+            },
+        }
+    )
+    for point in [model.param_values()] + random_points(model, 2, 5):
+        _assert_same(*_both(model, point))

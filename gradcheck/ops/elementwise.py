@@ -31,10 +31,10 @@ def _mp_atan2(M: Any) -> Callable[[Any, Any], Any]:
 # Elementwise functions: one line each. `N` is numpy, `T` torch, `S` sympy, `M` mpmath.
 # Note: numpy forms must accept complex input where the function is analytic
 # (the complex-step finite difference uses them).
-elementwise("exp", 1, lambda N, x: N.exp(x), lambda T, x: T.exp(x), lambda S, x: _each(S.exp, x), lambda M, x: _mp(M, M.exp, x), "e to the x", vjp=("g * out",))  # fmt: skip
-elementwise("log", 1, lambda N, x: N.log(x), lambda T, x: T.log(x), lambda S, x: _each(S.log, x), lambda M, x: _mp(M, M.log, x), "natural logarithm", vjp=("g / a",))  # fmt: skip
+elementwise("exp", 1, lambda N, x: N.exp(x), lambda T, x: T.exp(x), lambda S, x: _each(S.exp, x), lambda M, x: _mp(M, M.exp, x), "e to the x", vjp=("g * out",), dd=lambda D, x: D.exp(x))  # fmt: skip
+elementwise("log", 1, lambda N, x: N.log(x), lambda T, x: T.log(x), lambda S, x: _each(S.log, x), lambda M, x: _mp(M, M.log, x), "natural logarithm", vjp=("g / a",), dd=lambda D, x: D.log(x))  # fmt: skip
 elementwise("log1p", 1, lambda N, x: N.log1p(x), lambda T, x: T.log1p(x), lambda S, x: _each(lambda a: S.log(1 + a), x), lambda M, x: _mp(M, M.log1p, x), "log(1 + x), accurate for small x", vjp=("g / (1 + a)",))  # fmt: skip
-elementwise("expm1", 1, lambda N, x: N.expm1(x), lambda T, x: T.expm1(x), lambda S, x: _each(lambda a: S.exp(a) - 1, x), lambda M, x: _mp(M, M.expm1, x), "exp(x) - 1, accurate for small x", vjp=("g * (out + 1)",))  # fmt: skip
+elementwise("expm1", 1, lambda N, x: N.expm1(x), lambda T, x: T.expm1(x), lambda S, x: _each(lambda a: S.exp(a) - 1, x), lambda M, x: _mp(M, M.expm1, x), "exp(x) - 1, accurate for small x", vjp=("g * (out + 1)",), dd=lambda D, x: D.expm1(x))  # fmt: skip
 elementwise("sqrt", 1, lambda N, x: N.sqrt(x), lambda T, x: T.sqrt(x), lambda S, x: _each(S.sqrt, x), lambda M, x: _mp(M, M.sqrt, x), "square root", vjp=("g / (2 * out)",))  # fmt: skip
 elementwise(
     "abs", 1, lambda N, x: N.abs(x), lambda T, x: T.abs(x), lambda S, x: _each(S.Abs, x), lambda M, x: _mp(M, M.fabs, x),
@@ -50,14 +50,14 @@ elementwise("acos", 1, lambda N, x: N.arccos(x), lambda T, x: T.acos(x), lambda 
 elementwise("atan", 1, lambda N, x: N.arctan(x), lambda T, x: T.atan(x), lambda S, x: _each(S.atan, x), lambda M, x: _mp(M, M.atan, x), "inverse tangent", vjp=("g / (1 + a**2)",))  # fmt: skip
 elementwise("sinh", 1, lambda N, x: N.sinh(x), lambda T, x: T.sinh(x), lambda S, x: _each(S.sinh, x), lambda M, x: _mp(M, M.sinh, x), "hyperbolic sine", vjp=("g * cosh(a)",))  # fmt: skip
 elementwise("cosh", 1, lambda N, x: N.cosh(x), lambda T, x: T.cosh(x), lambda S, x: _each(S.cosh, x), lambda M, x: _mp(M, M.cosh, x), "hyperbolic cosine", vjp=("g * sinh(a)",))  # fmt: skip
-elementwise("tanh", 1, lambda N, x: N.tanh(x), lambda T, x: T.tanh(x), lambda S, x: _each(S.tanh, x), lambda M, x: _mp(M, M.tanh, x), "hyperbolic tangent", vjp=("g * (1 - out**2)",))  # fmt: skip
+elementwise("tanh", 1, lambda N, x: N.tanh(x), lambda T, x: T.tanh(x), lambda S, x: _each(S.tanh, x), lambda M, x: _mp(M, M.tanh, x), "hyperbolic tangent", vjp=("g * (1 - out**2)",), dd=lambda D, x: D.tanh(x))  # fmt: skip
 elementwise("asinh", 1, lambda N, x: N.arcsinh(x), lambda T, x: T.asinh(x), lambda S, x: _each(S.asinh, x), lambda M, x: _mp(M, M.asinh, x), "inverse hyperbolic sine", vjp=("g / sqrt(a**2 + 1)",))  # fmt: skip
 elementwise("acosh", 1, lambda N, x: N.arccosh(x), lambda T, x: T.acosh(x), lambda S, x: _each(S.acosh, x), lambda M, x: _mp(M, M.acosh, x), "inverse hyperbolic cosine", vjp=("g / sqrt(a**2 - 1)",))  # fmt: skip
 elementwise("atanh", 1, lambda N, x: N.arctanh(x), lambda T, x: T.atanh(x), lambda S, x: _each(S.atanh, x), lambda M, x: _mp(M, M.atanh, x), "inverse hyperbolic tangent", vjp=("g / (1 - a**2)",))  # fmt: skip
 elementwise(
     "sigmoid", 1, lambda N, x: 1 / (1 + N.exp(-x)), lambda T, x: T.sigmoid(x),
     lambda S, x: _each(lambda a: 1 / (1 + S.exp(-a)), x), lambda M, x: _mp(M, lambda a: 1 / (1 + M.exp(-a)), x),
-    "logistic function 1 / (1 + exp(-x))", vjp=("g * out * (1 - out)",),
+    "logistic function 1 / (1 + exp(-x))", vjp=("g * out * (1 - out)",), dd=lambda D, x: D.sigmoid(x),
 )  # fmt: skip
 elementwise(
     "softplus", 1, lambda N, x: N.log1p(N.exp(-N.abs(x))) + N.maximum(x, 0) if not N.iscomplexobj(x) else N.log(1 + N.exp(x)),

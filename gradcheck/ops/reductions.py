@@ -408,6 +408,34 @@ def _dd_sum(D: Any, x: Any, shape: Shape, axis: Any = None, keepdims: bool = Fal
     return D.total(x, [a - len(shape) for a in axes_of(shape, axis)], keepdims)
 
 
+def _dd_shifted(D: Any, x: Any, axes: list[int]) -> tuple[Any, Any]:
+    """``x`` minus its largest element over ``axes`` (float64, kept as unit axes), and that shift."""
+    import numpy as np
+
+    x = D.lift(x)
+    top = np.max(x.hi, axis=tuple(axes), keepdims=True)
+    return D.sub(x, top), top
+
+
+def _dd_softmax(D: Any, x: Any, shape: Shape, axis: int, log: bool = False) -> Any:
+    """Double-double softmax (or its log) along one per-sample axis, shifted by the maximum as NumPy's form is."""
+    a = axis % len(shape) - len(shape)
+    shifted, _ = _dd_shifted(D, x, [a])
+    ex = D.exp(shifted)
+    total = D.total(ex, [a], keepdims=True)
+    return D.sub(shifted, D.log(total)) if log else D.div(ex, total)
+
+
+def _dd_logsumexp(D: Any, x: Any, shape: Shape, axis: Any = None, keepdims: bool = False) -> Any:
+    axes = [a - len(shape) for a in axes_of(shape, axis)]
+    shifted, top = _dd_shifted(D, x, axes)
+    out = D.add(D.log(D.total(D.exp(shifted), axes, keepdims=True)), top)
+    if keepdims:
+        return out
+    lead = out.ndim - len(shape)
+    return out.reshape(out.shape[:lead] + tuple(n for i, n in enumerate(shape) if i - len(shape) not in axes))
+
+
 # Reductions and vector functions.
 structural(
     "sum", 1,
@@ -461,6 +489,7 @@ structural(
     lambda M, args, shapes, **k: _mp_logsumexp(M, args[0], shapes[0], **k),
     _nonempty_shape, "log(sum(exp(v))), computed without overflow (over `axis`, default all)",
     incremental=DENSE, attrs=REDUCE, vjp=_logsumexp_vjp,
+    dd=lambda D, args, shapes, **k: _dd_logsumexp(D, args[0], shapes[0], **k),
 )  # fmt: skip
 structural(
     "softmax", 1,
@@ -469,6 +498,7 @@ structural(
     lambda S, args, shapes, axis: _softmax(S, args[0], shapes[0], axis),
     lambda M, args, shapes, axis: _mp_softmax(M, args[0], shapes[0], axis),
     _along_shape, "exp(v) / sum(exp(v)) along `axis` (default the last)", incremental=DENSE, attrs=(ONE_AXIS,), vjp=_softmax_vjp,
+    dd=lambda D, args, shapes, axis: _dd_softmax(D, args[0], shapes[0], axis),
 )  # fmt: skip
 structural(
     "log_softmax", 1,
@@ -478,6 +508,7 @@ structural(
     lambda M, args, shapes, axis: _mp_softmax(M, args[0], shapes[0], axis, log=True),
     _along_shape, "v - logsumexp(v) along `axis` (default the last), computed without overflow",
     incremental=DENSE, attrs=(ONE_AXIS,), vjp=_log_softmax_vjp,
+    dd=lambda D, args, shapes, axis: _dd_softmax(D, args[0], shapes[0], axis, log=True),
 )  # fmt: skip
 for _name, _top in (("amax", True), ("amin", False)):
     _word = "largest" if _top else "smallest"
