@@ -9,8 +9,9 @@ op table (no import cycle: ``ops -> incremental -> layout``).
 
 A rule is ``rule(op, node, args, base, ctx)``: ``op`` is the op's entry,
 ``node`` the IR node (its ``attrs`` and operand shapes), ``args`` the
-operands (:class:`Sparse` or plain, never :class:`Batched`), ``base`` the
-unperturbed result. It returns the perturbed value, or ``None`` to decline:
+operands (:class:`Sparse` or plain, never :class:`Batched`; :class:`Block`
+only for a rule marked :func:`takes_blocks`), ``base`` the unperturbed
+result. It returns the perturbed value, or ``None`` to decline:
 the caller then evaluates the op plainly on the densified batch (correct,
 just not cheaper). A rule must decline every case it does not handle,
 attributes included, so it can never be silently wrong.

@@ -9,6 +9,8 @@ perturbation as the one position it changes:
 
 * :class:`Sparse`: a value equal to ``base`` except at one flat position per
   perturbation row (``pos[m]``), where it is ``vals[m]``;
+* :class:`Block`: a value equal to ``base`` except in one slice along one
+  axis per row (a column of ``X @ W``, an output channel of a convolution);
 * a *batched* array: a plain array with a leading axis of perturbation rows
   (after a reduction, or where no rule applies);
 * a plain array: a value the perturbed parameter does not reach.
@@ -16,9 +18,9 @@ perturbation as the one position it changes:
 Each op entry holds its own rule (``Op.incremental``, the functions of
 :mod:`gradcheck.incremental`): elementwise ops share one that applies their
 NumPy form to the changed values only; a few structural ops have their own
-(``@`` with a vector, ``sum``, ``mean``, ``dot``, ``.T``, indexing). An op
+(``@``, ``sum``, ``mean``, ``dot``, ``.T``, indexing, convolutions). An op
 marked ``DENSE``, and every case a rule declines (a scalar broadcast against
-a vector, a matrix-matrix product, an attribute it does not handle), falls
+a vector, a product of two moved matrices, an attribute it does not handle), falls
 back to the plain evaluation of the batch (:func:`densify`): correct, just
 not cheaper. This module names no op.
 
