@@ -167,4 +167,7 @@ def _evaluate(
         loss = env[model.loss]
         if isinstance(loss, (Sparse, Block)):
             return densify(loss, ctx)
-        return np.asarray(loss.array if isinstance(loss, Batched) else loss)
+        if isinstance(loss, Batched):
+            return np.asarray(loss.array)
+        plain_loss = np.asarray(loss)  # the parameter does not reach the loss: the same value in every row
+        return ctx.batched(np.broadcast_to(plain_loss, (ctx.rows,) + plain_loss.shape), ()).array

@@ -192,3 +192,17 @@ def test_chunks_of_rows_equal_one_evaluation():
     vals = point["W"].reshape(-1)[idx] + t
     want = plain(model, point, "W", idx, vals)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.max(np.abs(want)))
+
+
+@pytest.mark.parametrize("data", [False, True])
+def test_chunks_of_a_loss_the_parameter_does_not_reach(data):
+    # every row is the unperturbed loss, in every chunk (the rows once came back as one plain value)
+    spec = {"params": {"w": [0.5] * 150}, "model": {"loss": "3.0"}}
+    if data:
+        spec = {**spec, "data": {"x": [1.0, 2.0]}, "model": {"loss": "sum(x) * 2"}}
+    model = gc.Model.from_dict(spec)
+    point = model.param_values()
+    idx = np.tile(np.arange(150), 2)
+    got = lines.evaluate(model, point, lines.Lines.elements(model, "w"), idx, np.full(300, 1e-3), "float64")
+    want = [[2.0, 4.0]] if data else [[3.0]]
+    np.testing.assert_array_equal(got, np.broadcast_to(want, (300, len(want[0]))))
