@@ -221,14 +221,19 @@ def elementwise(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
 
     Uses the op's own NumPy form (with the node's attributes), so it holds for
     every elementwise op, registered ones included. :class:`Block` operands
-    (all changing the same slice) give a :class:`Block`: the op on the slices.
+    (all changing the same slice) give a :class:`Block`: the op on the slices;
+    so does a perturbed operand that broadcasts along every axis but one (a
+    bias ``b`` in ``X @ W + b``: ``b[j]`` moves column ``j``).
     """
     shape = tuple(node.shape)
     if any(isinstance(a, Block) for a in args):
         return _elementwise_blocks(op, node, args, base, ctx)
     sparse = [a for a in args if isinstance(a, Sparse)]
     if any(a.shape != shape for a in sparse):
-        return None
+        spread = [_spread(a, shape, ctx) if isinstance(a, Sparse) else a for a in args]
+        if any(b is None for b in spread):
+            return None
+        return _elementwise_blocks(op, node, spread, base, ctx)
     pos = sparse[0].pos
     if any(a.pos is not pos and not np.array_equal(a.pos, pos) for a in sparse[1:]):
         return None
@@ -255,6 +260,25 @@ def elementwise(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
     ctx.crossed(op.kink, parts, _pair(*olds))
     vals = op.numpy(np, *parts, **op.bind(node.attrs))
     return Sparse(np.asarray(base), shape, pos, np.asarray(vals))
+
+
+def _spread(a: Sparse, shape: tuple[int, ...], ctx: Context) -> Block | None:
+    """A :class:`Sparse` operand that broadcasts along every axis of ``shape`` but one, as a :class:`Block`.
+
+    Its element ``pos`` moves the whole slice ``pos`` along that axis of the
+    result; ``None`` where it does not have that form.
+    """
+    rank = len(shape)
+    aligned = (1,) * (rank - len(a.shape)) + tuple(a.shape)
+    axes = [i for i, n in enumerate(aligned) if n != 1]
+    if len(axes) != 1 or len(a.shape) > rank or aligned[axes[0]] != shape[axes[0]]:
+        return None
+    base = np.asarray(a.base)
+    batch = base.shape[: base.ndim - len(a.shape)]
+    vals = np.asarray(a.vals)
+    if ctx.samples and vals.ndim == 1:
+        vals = vals[:, None]
+    return Block(base.reshape(batch + aligned), aligned, axes[0], a.pos, vals.reshape(vals.shape + (1,) * (rank - 1)))
 
 
 def _elementwise_blocks(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:

@@ -65,7 +65,8 @@ SPEC = {
 }
 
 BLOCK_LOSSES = [
-    "sum(tanh(X @ W + b) * y)",  # X @ W: a changed column; a lower-rank operand and data gathered
+    "sum(tanh(X @ W + b) * y)",  # X @ W: a changed column; a lower-rank operand and data gathered; b[j]: a column
+    "sum(exp(-(b * X[:, 0:1]) ** 2) + b)",  # a moved vector element against a column: one column of the result
     "sum((W.T @ X.T).T ** 2)",  # W.T @ X.T: a changed row, transposed to a column
     "sum(((X @ W).T @ y) ** 2)",  # a changed row of the left operand: that row of the product
     "sum(y.T @ (X @ W))",  # a changed column of the right operand: that column of the product
@@ -105,30 +106,34 @@ def test_blocks_without_data(loss):
 
 
 KINKED = {
-    "params": {"W": (np.round(RNG.normal(size=(3, 4)), 1)).tolist()},
+    "params": {"W": (np.round(RNG.normal(size=(3, 4)), 1)).tolist(), "b": [0.1, -0.2, 0.0, 0.3]},
     "data": {"X": np.round(RNG.normal(size=(2, 5, 3)), 1).tolist()},
-    "model": {"loss": "sum(relu(X @ W - 0.1) * abs(W.T @ X.T).T)"},
+    "model": {"loss": "sum(relu(X @ W - 0.1 + b) * abs(W.T @ X.T).T)"},
 }
 
 
+@pytest.mark.parametrize("name", ["W", "b"])
 @pytest.mark.parametrize("step", [1.0, 0.3, 1e-3])
-def test_kink_crossings_through_blocks(step):
-    # relu and abs of a changed column (row): the crossings are those of evaluating every perturbed copy
+def test_kink_crossings_through_blocks(name, step):
+    # relu and abs of a changed column (row), a bias moving a column: the crossings are those of
+    # evaluating every perturbed copy
     model = gc.Model.from_dict(KINKED)
     point = model.param_values()
-    idx, vals = rows(point, "W", step)
-    got = perturb.crossings(model, point, "W", idx, vals, "float64")
-    shape = model.params["W"].shape
-    moved = np.tile(point["W"].reshape(-1), (idx.size, 1))
+    idx, vals = rows(point, name, step)
+    got = perturb.crossings(model, point, name, idx, vals, "float64")
+    shape = model.params[name].shape
+    moved = np.tile(point[name].reshape(-1), (idx.size, 1))
     moved[np.arange(idx.size), idx] = vals
     before = lines.kink_sides(model, point, "float64", (2,))
-    after = lines.kink_sides(model, {"W": moved.reshape((idx.size, 1) + shape)}, "float64", (idx.size, 2))
+    after = lines.kink_sides(model, {**point, name: moved.reshape((idx.size, 1) + shape)}, "float64", (idx.size, 2))
     want = np.zeros(idx.size, dtype=bool)
     for here, there in zip(after, before):
         want |= ((there != 0) & (here != there)).reshape(idx.size, -1).any(axis=1)
     np.testing.assert_array_equal(got, want)
     if step == 1.0:
-        assert want.any() and not want.all()
+        assert want.any()  # the test sees crossings ...
+    if step == 1e-3:
+        assert not want.all()  # ... and their absence
 
 
 def _rule(expr, shapes, args, at, idx, vals, ctx):
