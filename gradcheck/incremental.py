@@ -395,7 +395,9 @@ def matvec(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Va
 
     A perturbed element of a matrix times a vector changes one output
     element (:class:`Sparse`); times a matrix, one row (``W @ X``) or one
-    column (``X @ W``) of the product (:class:`Block`).
+    column (``X @ W``) of the product (:class:`Block`). A perturbed element
+    of a vector moves the product by a row or column of the other operand
+    (:func:`_moved_vector`).
     """
     if node.attrs:
         return None
@@ -415,11 +417,31 @@ def matvec(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Va
         if ra == 2:  # X @ W: column `col` moves by the change times X[:, row]
             return _moved_slice(node, base, 1, col, moved, _slab(a, 2, 2, 1, row, ctx), ctx)
         out_pos, factor = col, gather(a, (b.shape[0],), row)
+    elif isinstance(a, Sparse) != isinstance(b, Sparse):  # a moved vector
+        return _moved_vector(node, a, b, ra, rb, base, ctx)
     else:
         return None
     base = np.asarray(base)
     old_out, change, factor = _pair(gather(base, tuple(node.shape), out_pos), moved.vals - moved.old(), factor)
     return Sparse(base, tuple(node.shape), out_pos, old_out + change * factor)
+
+
+def _moved_vector(node: Any, a: Value, b: Value, ra: int, rb: int, base: Any, ctx: Context) -> Value:
+    """``a @ b`` with a moved vector element ``v[k]``: the product moves by the change times row (column) ``k`` of the other.
+
+    A matrix's column ``k`` (``M @ v``), its row ``k`` (``v @ M``), or the
+    other vector's element ``k`` (a dot product): no matrix product is formed.
+    """
+    moved, other, ro = (a, b, rb) if isinstance(a, Sparse) else (b, a, ra)
+    other = np.asarray(other)
+    change = np.asarray(moved.vals - moved.old())
+    if ro == 1:  # a dot product: one number per sample moves
+        change, factor = _pair(change, gather(other, moved.shape, moved.pos))
+        return _plus(np.asarray(base), change * factor, ctx)
+    # M @ v moves by column k of M; v @ M by row k
+    factor = _slab(other, 2, 2, 1 if moved is b else 0, moved.pos, ctx)  # (M,) [+ samples] + (n,)
+    change = change.reshape(change.shape + (1,) * (factor.ndim - change.ndim))
+    return _outer(base, tuple(node.shape), change * factor, ctx)
 
 
 def _moved_slice(node: Any, base: Any, axis: int, pos: np.ndarray, moved: Sparse, factor: Any, ctx: Context) -> Block:

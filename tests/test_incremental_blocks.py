@@ -75,6 +75,8 @@ BLOCK_LOSSES = [
     "sum(((X @ W).T @ y) * (y.T @ (X @ W)))",  # a changed row times a changed column: densified
     "sum(b @ (X @ W).T) * 0.5",  # a vector times a changed row: every element moves
     "sum((W.T @ X.T) @ q) + sum(q @ (X @ W))",  # a changed row times a vector, a vector times a column: one element
+    "sum(tanh(U @ tanh(W.T @ z)) ** 2) + sum(tanh(z @ W) @ U.T)",  # a moved vector element times a matrix
+    "(b @ tanh(z @ W)) * sum(q @ X) + dot(W[0], b) * (z @ W[:, 1:4] @ b[0:3])",  # two vectors: a dot product
     "sum(mean(X @ W, axis=0) * b) + sum(sum(tanh(X @ W), axis=1, keepdims=True) * y)",  # reductions over axes
     "mean(sum(exp(X @ W), axis=0, keepdims=True) ** 2) + sum(X @ W, axis=[0, 1])",
     "sum(where(X @ W > 0, X @ W, 0.5 * (X @ W)))",  # a comparison and where, every operand the same block
