@@ -88,7 +88,7 @@ class Context:
     samples: bool  # the model has data: batched arrays keep a sample axis (of 1 or N)
     max_values: int | None = None
     flips: np.ndarray | None = None  # per row: a kinked function crossed its kink (when tracked)
-    widest: int = 0  # the most values one row held in an entry's value
+    widest: int = 0  # the most values one row held in one value (see held)
 
     def held(self, value: Any) -> None:
         """Note how many values per row ``value`` holds (:attr:`widest`)."""
@@ -201,9 +201,15 @@ def old_slices(value: Block, ctx: Context) -> np.ndarray:
 
 
 def _block(base: Any, shape: tuple[int, ...], axis: int, pos: np.ndarray, vals: Any, ctx: Context) -> Block:
-    """A :class:`Block` whose ``vals`` hold every row (and the sample axis where the model has data)."""
+    """A :class:`Block` whose ``vals`` hold every row, the sample axis where the model has data, and the slice.
+
+    ``vals`` come with every row; slice axes of 1 are broadcast to the slice
+    (a view), so every rule may take a block's ``vals`` as whole slices.
+    """
     vals = np.asarray(vals)
-    return Block(np.asarray(base), shape, axis, pos, vals)
+    lead = 1 + (1 if ctx.samples else 0)
+    rest = shape[:axis] + shape[axis + 1 :]
+    return Block(np.asarray(base), shape, axis, pos, np.broadcast_to(vals, vals.shape[:lead] + rest))
 
 
 def takes_blocks(rule: Rule) -> Rule:
@@ -309,10 +315,7 @@ def _elementwise_blocks(op: Any, node: Any, args: list[Value], base: Any, ctx: C
             olds.append(parts[-1])
     if ctx.flips is not None:
         ctx.crossed(op.kink, parts, olds)
-    vals = np.asarray(op.numpy(np, *parts, **op.bind(node.attrs)))
-    rest = shape[:axis] + shape[axis + 1 :]
-    vals = np.broadcast_to(vals, vals.shape[:lead] + tuple(np.broadcast_shapes(vals.shape[lead:], rest)))
-    return _block(base, shape, axis, first.pos, vals, ctx)
+    return _block(base, shape, axis, first.pos, op.numpy(np, *parts, **op.bind(node.attrs)), ctx)
 
 
 def _changed_total(node: Any, args: list[Value], base: Any, ctx: Context, divide: bool) -> Value:
