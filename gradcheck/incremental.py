@@ -9,8 +9,9 @@ op table (no import cycle: ``ops -> incremental -> layout``).
 
 A rule is ``rule(op, node, args, base, ctx)``: ``op`` is the op's entry,
 ``node`` the IR node (its ``attrs`` and operand shapes), ``args`` the
-operands (:class:`Sparse` or plain, never :class:`Batched`), ``base`` the
-unperturbed result. It returns the perturbed value, or ``None`` to decline:
+operands (:class:`Sparse` or plain, never :class:`Batched`; :class:`Block`
+only for a rule marked :func:`takes_blocks`), ``base`` the unperturbed
+result. It returns the perturbed value, or ``None`` to decline:
 the caller then evaluates the op plainly on the densified batch (correct,
 just not cheaper). A rule must decline every case it does not handle,
 attributes included, so it can never be silently wrong.
@@ -50,6 +51,27 @@ class Sparse:
 
 
 @dataclass
+class Block:
+    """``base`` with one slice along one per-sample axis changed per perturbation row.
+
+    Row ``m`` equals ``base`` except at index ``pos[m]`` of per-sample axis
+    ``axis``, where it is ``vals[m]``. ``base`` has the value's batch axes
+    (samples, or none) then ``shape``; ``vals`` is ``(M,)`` then the sample
+    axis (of 1 or N) wherever the model has data, then ``shape`` without
+    ``axis`` (any of those axes may be 1 where the slice is the same along
+    it). A kernel element ``k[o, c, i, j]`` moves output channel ``o`` of a
+    convolution, ``W[i, j]`` moves column ``j`` of ``X @ W``: elementwise ops
+    then work on the slice only, and reductions add its change.
+    """
+
+    base: np.ndarray
+    shape: tuple[int, ...]
+    axis: int
+    pos: np.ndarray
+    vals: np.ndarray
+
+
+@dataclass
 class Batched:
     """A plain array with a leading axis of perturbation rows, then the sample axis (if any)."""
 
@@ -66,6 +88,13 @@ class Context:
     samples: bool  # the model has data: batched arrays keep a sample axis (of 1 or N)
     max_values: int | None = None
     flips: np.ndarray | None = None  # per row: a kinked function crossed its kink (when tracked)
+    widest: int = 0  # the most values one row held in one value (see held)
+
+    def held(self, value: Any) -> None:
+        """Note how many values per row ``value`` holds (:attr:`widest`)."""
+        arr = value.vals if isinstance(value, (Sparse, Block)) else value.array if isinstance(value, Batched) else None
+        if arr is not None and self.rows:
+            self.widest = max(self.widest, int(np.size(arr)) // self.rows)
 
     def crossed(self, kink: Callable[..., Any] | None, new: list[Any], old: list[Any]) -> None:
         """Mark rows where the kink quantity ``kink`` changes sign from a nonzero unperturbed sign.
@@ -103,8 +132,15 @@ def _pair(*parts: Any) -> list[Any]:
     return [p.reshape(p.shape + (1,) * (width - p.ndim)) if isinstance(p, np.ndarray) and p.ndim else p for p in parts]
 
 
-def densify(value: Sparse, ctx: Context) -> np.ndarray:
-    """The plain batched array ``(M,) [+ samples] + shape`` of a :class:`Sparse` value."""
+def densify(value: Any, ctx: Context) -> np.ndarray:
+    """The plain batched array ``(M,) [+ samples] + shape`` of a :class:`Sparse` or :class:`Block` value.
+
+    A :class:`Batched` value gives its array.
+    """
+    if isinstance(value, Batched):
+        return value.array
+    if isinstance(value, Block):
+        return _densify_block(value, ctx)
     base = np.asarray(value.base)
     batch = tuple(base.shape[: base.ndim - len(value.shape)])
     vals = np.asarray(value.vals)
@@ -122,19 +158,88 @@ def densify(value: Sparse, ctx: Context) -> np.ndarray:
     return full.reshape((ctx.rows,) + full_batch + value.shape)
 
 
+def _densify_block(value: Block, ctx: Context) -> np.ndarray:
+    base = np.asarray(value.base)
+    vals = np.asarray(value.vals)
+    nb = 1 if ctx.samples else 0
+    batch = tuple(base.shape[: base.ndim - len(value.shape)])
+    full_batch = tuple(np.broadcast_shapes(batch, vals.shape[1 : 1 + nb]))
+    size = int(np.prod(value.shape, dtype=np.int64))
+    if ctx.max_values is not None and ctx.rows * size * int(np.prod(full_batch, dtype=np.int64)) > ctx.max_values:
+        raise TooDense
+    full = np.broadcast_to(base, (ctx.rows,) + full_batch + value.shape).astype(np.result_type(base, vals))
+    view = np.moveaxis(full, 1 + nb + value.axis, 1)  # (M, axis) + batch + rest
+    view[np.arange(ctx.rows), value.pos] = np.broadcast_to(vals, (ctx.rows,) + view.shape[2:])
+    return full
+
+
+def _slab(arr: Any, rank: int, out_rank: int, axis: int, pos: np.ndarray, ctx: Context) -> Any:
+    """A plain operand's slices at ``pos`` along ``axis`` of the output: ``(M or 1,) [+ samples] + rest``.
+
+    ``arr`` is batch axes then a per-sample shape of rank ``rank`` that
+    broadcasts against the output's (rank ``out_rank``); ``rest`` is that
+    shape, aligned, without ``axis`` (1 where it broadcasts). Python numbers
+    pass through.
+    """
+    if not isinstance(arr, np.ndarray) or arr.ndim == 0:
+        return arr
+    nb = arr.ndim - rank
+    a = arr.reshape(arr.shape[:nb] + (1,) * (out_rank - rank) + arr.shape[nb:])
+    if a.shape[nb + axis] == 1:
+        s = np.take(a, 0, axis=nb + axis)[None]
+    else:
+        s = np.moveaxis(np.take(a, pos, axis=nb + axis), nb + axis, 0)
+    if ctx.samples and nb == 0:
+        s = s[:, None]
+    return s
+
+
+def old_slices(value: Block, ctx: Context) -> np.ndarray:
+    """The unperturbed slices of a :class:`Block`: ``(M,) [+ samples] + rest``."""
+    out = _slab(np.asarray(value.base), len(value.shape), len(value.shape), value.axis, value.pos, ctx)
+    return np.broadcast_to(out, (ctx.rows,) + out.shape[1:])
+
+
+def _block(base: Any, shape: tuple[int, ...], axis: int, pos: np.ndarray, vals: Any, ctx: Context) -> Block:
+    """A :class:`Block` whose ``vals`` hold every row, the sample axis where the model has data, and the slice.
+
+    ``vals`` come with every row; slice axes of 1 are broadcast to the slice
+    (a view), so every rule may take a block's ``vals`` as whole slices.
+    """
+    vals = np.asarray(vals)
+    lead = 1 + (1 if ctx.samples else 0)
+    rest = shape[:axis] + shape[axis + 1 :]
+    return Block(np.asarray(base), shape, axis, pos, np.broadcast_to(vals, vals.shape[:lead] + rest))
+
+
+def takes_blocks(rule: Rule) -> Rule:
+    """Mark a rule that handles :class:`Block` operands (the others get them densified)."""
+    setattr(rule, "blocks", True)  # noqa: B010
+    return rule
+
+
 # --- the rules --------------------------------------------------------------
 
 
+@takes_blocks
 def elementwise(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
     """Any elementwise op on the changed positions only, when every perturbed operand changes the same one.
 
     Uses the op's own NumPy form (with the node's attributes), so it holds for
-    every elementwise op, registered ones included.
+    every elementwise op, registered ones included. :class:`Block` operands
+    (all changing the same slice) give a :class:`Block`: the op on the slices;
+    so does a perturbed operand that broadcasts along every axis but one (a
+    bias ``b`` in ``X @ W + b``: ``b[j]`` moves column ``j``).
     """
     shape = tuple(node.shape)
+    if any(isinstance(a, Block) for a in args):
+        return _elementwise_blocks(op, node, args, base, ctx)
     sparse = [a for a in args if isinstance(a, Sparse)]
     if any(a.shape != shape for a in sparse):
-        return None
+        spread = [_spread(a, shape, ctx) if isinstance(a, Sparse) else a for a in args]
+        if any(b is None for b in spread):
+            return None
+        return _elementwise_blocks(op, node, spread, base, ctx)
     pos = sparse[0].pos
     if any(a.pos is not pos and not np.array_equal(a.pos, pos) for a in sparse[1:]):
         return None
@@ -163,6 +268,56 @@ def elementwise(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
     return Sparse(np.asarray(base), shape, pos, np.asarray(vals))
 
 
+def _spread(a: Sparse, shape: tuple[int, ...], ctx: Context) -> Block | None:
+    """A :class:`Sparse` operand that broadcasts along every axis of ``shape`` but one, as a :class:`Block`.
+
+    Its element ``pos`` moves the whole slice ``pos`` along that axis of the
+    result; ``None`` where it does not have that form.
+    """
+    rank = len(shape)
+    aligned = (1,) * (rank - len(a.shape)) + tuple(a.shape)
+    axes = [i for i, n in enumerate(aligned) if n != 1]
+    if len(axes) != 1 or len(a.shape) > rank or aligned[axes[0]] != shape[axes[0]]:
+        return None
+    base = np.asarray(a.base)
+    batch = base.shape[: base.ndim - len(a.shape)]
+    vals = np.asarray(a.vals)
+    if ctx.samples and vals.ndim == 1:
+        vals = vals[:, None]
+    return Block(base.reshape(batch + aligned), aligned, axes[0], a.pos, vals.reshape(vals.shape + (1,) * (rank - 1)))
+
+
+def _elementwise_blocks(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
+    """:func:`elementwise` where the perturbed operands are :class:`Block` values changing one slice."""
+    shape = tuple(node.shape)
+    rank = len(shape)
+    if any(isinstance(a, Sparse) for a in args):
+        return None
+    blocks = [a for a in args if isinstance(a, Block)]
+    first = blocks[0]
+    axis = first.axis + rank - len(first.shape)
+    for b in blocks:
+        if b.axis + rank - len(b.shape) != axis or b.shape[b.axis] != shape[axis]:
+            return None
+        if b.pos is not first.pos and not np.array_equal(b.pos, first.pos):
+            return None
+    lead = 1 + (1 if ctx.samples else 0)
+    parts, olds = [], []
+    for a, n in zip(args, node.args):
+        if isinstance(a, Block):
+            gap = (1,) * (rank - len(a.shape))
+            parts.append(a.vals.reshape(a.vals.shape[:lead] + gap + a.vals.shape[lead:]))
+            if ctx.flips is not None:
+                old = old_slices(a, ctx)
+                olds.append(old.reshape(old.shape[:lead] + gap + old.shape[lead:]))
+        else:
+            parts.append(_slab(a, len(n.shape), rank, axis, first.pos, ctx))
+            olds.append(parts[-1])
+    if ctx.flips is not None:
+        ctx.crossed(op.kink, parts, olds)
+    return _block(base, shape, axis, first.pos, op.numpy(np, *parts, **op.bind(node.attrs)), ctx)
+
+
 def _changed_total(node: Any, args: list[Value], base: Any, ctx: Context, divide: bool) -> Value:
     """A sum (``divide``: a mean) over some axes: the one output position the change falls into moves by it."""
     attrs = dict(node.attrs)
@@ -176,6 +331,8 @@ def _changed_total(node: Any, args: list[Value], base: Any, ctx: Context, divide
     else:
         given = (axis,) if isinstance(axis, int) else tuple(axis)  # checked by the shape rule
         axes = tuple(sorted(int(i) % rank for i in given)) if rank else ()
+    if isinstance(a, Block):
+        return _block_total(node, a, axes, bool(attrs.get("keepdims", False)), base, ctx, divide)
     change = a.vals - a.old()
     if divide:
         change = change / max(1, int(np.prod([a.shape[i] for i in axes], dtype=np.int64)))
@@ -193,11 +350,30 @@ def _changed_total(node: Any, args: list[Value], base: Any, ctx: Context, divide
     return Sparse(base, out_shape, out_pos, old_out + change)
 
 
+def _block_total(
+    node: Any, a: Block, axes: tuple[int, ...], keepdims: bool, base: Any, ctx: Context, divide: bool
+) -> Value:
+    """:func:`_changed_total` of a :class:`Block`: its slice's change, or its slices reduced along other axes."""
+    lead = 1 + (1 if ctx.samples else 0)
+    count = max(1, int(np.prod([a.shape[i] for i in axes], dtype=np.int64)))
+    if not node.shape:
+        change = (a.vals - old_slices(a, ctx)).sum(axis=tuple(range(lead, a.vals.ndim)))
+        return _plus(np.asarray(base), change / count if divide else change, ctx)
+    if a.axis in axes:
+        return None  # the change spreads over the output: the plain fallback
+    inner = tuple(lead + (i if i < a.axis else i - 1) for i in axes)
+    vals = a.vals.sum(axis=inner, keepdims=keepdims)
+    axis = a.axis if keepdims else a.axis - sum(1 for i in axes if i < a.axis)
+    return _block(base, tuple(node.shape), axis, a.pos, vals / count if divide else vals, ctx)
+
+
+@takes_blocks
 def changed_sum(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
     """``sum`` of a perturbed value (over ``axis=``, default all): the old total plus the one change."""
     return _changed_total(node, args, base, ctx, divide=False)
 
 
+@takes_blocks
 def changed_mean(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
     """``mean`` of a perturbed value (over ``axis=``): the old mean plus the change over the reduced size."""
     return _changed_total(node, args, base, ctx, divide=True)
@@ -216,18 +392,36 @@ def dot(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value
     return _plus(total, change * factor, ctx)
 
 
+@takes_blocks
 def matvec(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
-    """``W @ x`` or ``x @ W`` with the matrix perturbed and the vector not: one output changes."""
+    """``a @ b`` with one operand perturbed (see :func:`_matmul_blocks` for :class:`Block` operands).
+
+    A perturbed element of a matrix times a vector changes one output
+    element (:class:`Sparse`); times a matrix, one row (``W @ X``) or one
+    column (``X @ W``) of the product (:class:`Block`). A perturbed element
+    of a vector moves the product by a row or column of the other operand
+    (:func:`_moved_vector`).
+    """
     if node.attrs:
         return None
     a, b = args
     ra, rb = len(node.args[0].shape), len(node.args[1].shape)
-    if isinstance(a, Sparse) and not isinstance(b, Sparse) and (ra, rb) == (2, 1):
+    if isinstance(a, Block) or isinstance(b, Block):
+        return _matmul_blocks(node, a, b, ra, rb, base, ctx)
+    if isinstance(a, Sparse) and not isinstance(b, Sparse) and ra == 2:
         moved, cols = a, a.shape[1]
-        out_pos, factor = a.pos // cols, gather(b, (cols,), a.pos % cols)
-    elif isinstance(b, Sparse) and not isinstance(a, Sparse) and (ra, rb) == (1, 2):
+        row, col = a.pos // cols, a.pos % cols
+        if rb == 2:  # W @ X: row `row` moves by the change times X[col, :]
+            return _moved_slice(node, base, 0, row, moved, _slab(b, 2, 2, 0, col, ctx), ctx)
+        out_pos, factor = row, gather(b, (cols,), col)
+    elif isinstance(b, Sparse) and not isinstance(a, Sparse) and rb == 2:
         moved, cols = b, b.shape[1]
-        out_pos, factor = b.pos % cols, gather(a, (b.shape[0],), b.pos // cols)
+        row, col = b.pos // cols, b.pos % cols
+        if ra == 2:  # X @ W: column `col` moves by the change times X[:, row]
+            return _moved_slice(node, base, 1, col, moved, _slab(a, 2, 2, 1, row, ctx), ctx)
+        out_pos, factor = col, gather(a, (b.shape[0],), row)
+    elif isinstance(a, Sparse) != isinstance(b, Sparse):  # a moved vector
+        return _moved_vector(node, a, b, ra, rb, base, ctx)
     else:
         return None
     base = np.asarray(base)
@@ -235,12 +429,93 @@ def matvec(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Va
     return Sparse(base, tuple(node.shape), out_pos, old_out + change * factor)
 
 
+def _moved_vector(node: Any, a: Value, b: Value, ra: int, rb: int, base: Any, ctx: Context) -> Value:
+    """``a @ b`` with a moved vector element ``v[k]``: the product moves by the change times row (column) ``k`` of the other.
+
+    A matrix's column ``k`` (``M @ v``), its row ``k`` (``v @ M``), or the
+    other vector's element ``k`` (a dot product): no matrix product is formed.
+    """
+    moved, other, ro = (a, b, rb) if isinstance(a, Sparse) else (b, a, ra)
+    other = np.asarray(other)
+    change = np.asarray(moved.vals - moved.old())
+    if ro == 1:  # a dot product: one number per sample moves
+        change, factor = _pair(change, gather(other, moved.shape, moved.pos))
+        return _plus(np.asarray(base), change * factor, ctx)
+    # M @ v moves by column k of M; v @ M by row k
+    factor = _slab(other, 2, 2, 1 if moved is b else 0, moved.pos, ctx)  # (M,) [+ samples] + (n,)
+    change = change.reshape(change.shape + (1,) * (factor.ndim - change.ndim))
+    return _outer(base, tuple(node.shape), change * factor, ctx)
+
+
+def _moved_slice(node: Any, base: Any, axis: int, pos: np.ndarray, moved: Sparse, factor: Any, ctx: Context) -> Block:
+    """The output's slice ``pos`` along ``axis`` moved by the element's change times ``factor`` (``(M,) [+ samples] + rest``)."""
+    shape = tuple(node.shape)
+    old = _slab(np.asarray(base), len(shape), len(shape), axis, pos, ctx)
+    change = np.asarray(moved.vals - moved.old())
+    change = change.reshape(change.shape + (1,) * (np.ndim(factor) - change.ndim))
+    return _block(base, shape, axis, pos, old + change * factor, ctx)
+
+
+def _matmul_blocks(node: Any, a: Value, b: Value, ra: int, rb: int, base: Any, ctx: Context) -> Value:
+    """``a @ b`` with one :class:`Block` operand (a matrix) and the other plain.
+
+    A changed row of ``a`` (a changed column of ``b``) changes that row
+    (column) of the product: a :class:`Block`, or one element of a vector
+    (:class:`Sparse`). A changed column of ``a`` (row of ``b``) changes the
+    whole product by an outer product: batched.
+    """
+    lead = 1 + (1 if ctx.samples else 0)
+    shape = tuple(node.shape)
+    if isinstance(a, Block) and not isinstance(b, (Block, Sparse)) and ra == 2:
+        b = np.asarray(b)
+        if a.axis == 0:  # row i of a: row i of a @ b
+            row = a.vals[..., None, :]
+            if rb == 1:
+                return Sparse(np.asarray(base), shape, a.pos, np.matmul(row, b[..., None])[..., 0, 0])
+            return _block(base, shape, 0, a.pos, np.matmul(row, _lift(b, rb, lead))[..., 0, :], ctx)
+        change = a.vals - old_slices(a, ctx)  # column j of a: (M,) [+ samples] + (n,)
+        factor = _slab(b, rb, rb, 0, a.pos, ctx)  # b[j] (rows of b): (M,) [+ samples] [+ (p,)]
+        if rb == 1:
+            return _outer(base, shape, change * factor[..., None], ctx)
+        return _outer(base, shape, change[..., :, None] * factor[..., None, :], ctx)
+    if isinstance(b, Block) and not isinstance(a, (Block, Sparse)) and rb == 2:
+        a = np.asarray(a)
+        if b.axis == 1:  # column j of b: column j of a @ b
+            col = b.vals[..., :, None]
+            if ra == 1:
+                return Sparse(np.asarray(base), shape, b.pos, np.matmul(a[..., None, :], col)[..., 0, 0])
+            return _block(base, shape, 1, b.pos, np.matmul(_lift(a, ra, lead), col)[..., 0], ctx)
+        change = b.vals - old_slices(b, ctx)  # row j of b: (M,) [+ samples] + (p,)
+        factor = _slab(a, ra, ra, ra - 1, b.pos, ctx)  # a[..., j]: (M,) [+ samples] [+ (n,)]
+        if ra == 1:
+            return _outer(base, shape, factor[..., None] * change, ctx)
+        return _outer(base, shape, factor[..., :, None] * change[..., None, :], ctx)
+    return None
+
+
+def _lift(arr: np.ndarray, rank: int, lead: int) -> np.ndarray:
+    """A plain operand with unit axes in front so its batch axes line up with ``(M,) [+ samples]``."""
+    batch = arr.ndim - rank
+    return arr.reshape((1,) * (lead - batch) + arr.shape)
+
+
+def _outer(base: Any, shape: tuple[int, ...], change: np.ndarray, ctx: Context) -> Batched:
+    """The unperturbed product plus each row's change everywhere: batched."""
+    size = int(np.prod(change.shape, dtype=np.int64))
+    if ctx.max_values is not None and size > ctx.max_values:
+        raise TooDense
+    return ctx.batched(np.asarray(base) + change, shape)
+
+
+@takes_blocks
 def transpose(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
-    """``.T`` moves the changed position."""
+    """``.T`` moves the changed position (a changed row becomes a changed column)."""
     if node.attrs:
         return None
     (a,) = args
     base = np.asarray(base)
+    if isinstance(a, Block):
+        return Block(base, tuple(node.shape), len(a.shape) - 1 - a.axis, a.pos, a.vals)
     if len(a.shape) < 2:
         return Sparse(base, a.shape, a.pos, a.vals)
     rows, cols = a.shape
@@ -305,15 +580,17 @@ def _per_axis(value: Any, d: int) -> tuple[int, ...]:
     return (int(value),) * d if isinstance(value, int) else tuple(int(v) for v in value)
 
 
+@takes_blocks
 def conv_kernel(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
     """``conv1d``/``conv2d`` with one kernel element ``k[o, c, i, j]`` perturbed and the input not.
 
     Every output position of channel ``o`` moves by the change times the input
-    element its window meets at ``(c, i, j)``: ``(M,) + batch + shape``,
-    batched. Declines a perturbed input (evaluated densely).
+    element its window meets at ``(c, i, j)``, and no other channel moves: a
+    :class:`Block` along the channel axis. Declines a perturbed input
+    (:func:`conv_input`) and :class:`Block` operands.
     """
     x, k = args
-    if isinstance(x, Sparse) or not isinstance(k, Sparse):
+    if isinstance(x, (Sparse, Block)) or not isinstance(k, Sparse):
         return None
     attrs = op.bind(node.attrs)
     if set(attrs) != {"stride", "padding"}:
@@ -336,12 +613,11 @@ def conv_kernel(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
         return None
     delta = delta.reshape(delta.shape + (1,) * (taps.ndim - delta.ndim))
     change = delta * taps  # (M,) + batch + out
-    base = np.asarray(base)
-    batch = tuple(np.broadcast_shapes(xb, extra)) if extra else xb
-    full = np.broadcast_to(base, (ctx.rows,) + batch + tuple(node.shape)).astype(np.result_type(base, change))
-    view = np.moveaxis(full, 1 + len(batch), 1)  # (M, C_out) + batch + out
-    view[np.arange(ctx.rows), o] += np.broadcast_to(change, (ctx.rows,) + batch + tuple(node.shape[1:]))
-    return ctx.batched(full, tuple(node.shape))
+    if ctx.samples and not xb and not extra:
+        change = change[:, None]
+    shape = tuple(node.shape)
+    old = _slab(np.asarray(base), len(shape), len(shape), 0, o, ctx)  # (M,) [+ samples] + out
+    return _block(base, shape, 0, o, old + change, ctx)
 
 
 def conv_input(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:

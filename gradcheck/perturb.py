@@ -9,6 +9,8 @@ perturbation as the one position it changes:
 
 * :class:`Sparse`: a value equal to ``base`` except at one flat position per
   perturbation row (``pos[m]``), where it is ``vals[m]``;
+* :class:`Block`: a value equal to ``base`` except in one slice along one
+  axis per row (a column of ``X @ W``, an output channel of a convolution);
 * a *batched* array: a plain array with a leading axis of perturbation rows
   (after a reduction, or where no rule applies);
 * a plain array: a value the perturbed parameter does not reach.
@@ -16,9 +18,9 @@ perturbation as the one position it changes:
 Each op entry holds its own rule (``Op.incremental``, the functions of
 :mod:`gradcheck.incremental`): elementwise ops share one that applies their
 NumPy form to the changed values only; a few structural ops have their own
-(``@`` with a vector, ``sum``, ``mean``, ``dot``, ``.T``, indexing). An op
+(``@``, ``sum``, ``mean``, ``dot``, ``.T``, indexing, convolutions). An op
 marked ``DENSE``, and every case a rule declines (a scalar broadcast against
-a vector, a matrix-matrix product, an attribute it does not handle), falls
+a vector, a product of two moved matrices, an attribute it does not handle), falls
 back to the plain evaluation of the batch (:func:`densify`): correct, just
 not cheaper. This module names no op.
 
@@ -36,14 +38,14 @@ import numpy as np
 
 from . import interp
 from .expr import Node
-from .incremental import Batched, Context, Sparse, TooDense, Value, densify
+from .incremental import Batched, Block, Context, Sparse, TooDense, Value, densify
 from .layout import align
 from .model import Model
 from .ops import DENSE, OPS
 
 # The values and rules live in :mod:`gradcheck.incremental` (each op entry holds its rule);
 # re-exported here, where callers meet them.
-__all__ = ["Batched", "Sparse", "TooDense", "crossings", "densify", "per_sample"]
+__all__ = ["Batched", "Block", "Sparse", "TooDense", "crossings", "densify", "per_sample"]
 _Context = Context  # the former name
 
 
@@ -56,14 +58,21 @@ def per_sample(
     dtype: str,
     *,
     max_values: int | None = None,
+    widths: list[int] | None = None,
 ) -> np.ndarray:
     """Per-sample losses ``(M,) [+ samples]`` with flat element ``idx[m]`` of ``name`` set to ``vals[m]``.
 
     ``params`` are already in the evaluation dtype; ``vals`` may be complex
     (the complex step). Raises :class:`TooDense` when a plain fallback would
     hold more than ``max_values`` values (evaluate fewer rows at a time then).
+    Given a list ``widths``, appends the most values one row held in any
+    value (what sizes the next chunk of rows).
     """
-    return _evaluate(model, params, name, idx, vals, dtype, Context(int(idx.shape[0]), bool(model.data), max_values))
+    ctx = Context(int(idx.shape[0]), bool(model.data), max_values)
+    out = _evaluate(model, params, name, idx, vals, dtype, ctx)
+    if widths is not None:
+        widths.append(ctx.widest)
+    return out
 
 
 def crossings(
@@ -75,17 +84,20 @@ def crossings(
     dtype: str,
     *,
     max_values: int | None = None,
+    widths: list[int] | None = None,
 ) -> np.ndarray:
     """Per row, whether the perturbation moves some kinked function across its kink.
 
     A kinked function (``Op.kink`` in the op table) crosses when its kink
     quantity's sign at the perturbed point differs from a nonzero sign at the
-    unperturbed point, for any sample and element. Same evaluation and
-    :class:`TooDense` rule as :func:`per_sample`.
+    unperturbed point, for any sample and element. Same evaluation,
+    :class:`TooDense` rule and ``widths`` as :func:`per_sample`.
     """
     ctx = Context(int(idx.shape[0]), bool(model.data), max_values, np.zeros(int(idx.shape[0]), dtype=bool))
     _evaluate(model, params, name, idx, vals, dtype, ctx)
     assert ctx.flips is not None
+    if widths is not None:
+        widths.append(ctx.widest)
     return ctx.flips
 
 
@@ -105,7 +117,7 @@ def _evaluate(
     env[name] = Sparse(np.asarray(params[name]), model.params[name].shape, idx, vals)
 
     def plain(value: Value, shape: tuple[int, ...]) -> Any:
-        if isinstance(value, Sparse):
+        if isinstance(value, (Sparse, Block)):
             return densify(value, ctx)
         return value.array if isinstance(value, Batched) else value
 
@@ -122,12 +134,18 @@ def _evaluate(
         done = [run(a) for a in node.args]
         args, base_args = [d[0] for d in done], [d[1] for d in done]
         base = interp.apply(node, base_args, "numpy", np)
-        if not any(isinstance(a, (Sparse, Batched)) for a in args):
+        if not any(isinstance(a, (Sparse, Block, Batched)) for a in args):
             return base, base
         out = None
         op = OPS[node.op]
-        if op.incremental != DENSE and callable(op.incremental) and not any(isinstance(a, Batched) for a in args):
-            out = op.incremental(op, node, args, base, ctx)
+        rule = op.incremental
+        if (
+            rule != DENSE
+            and callable(rule)
+            and not any(isinstance(a, Batched) for a in args)
+            and (getattr(rule, "blocks", False) or not any(isinstance(a, Block) for a in args))
+        ):
+            out = rule(op, node, args, base, ctx)
         if out is None:
             dense = [plain(a, n.shape) for a, n in zip(args, node.args)]
             if ctx.flips is not None and op.kink is not None:
@@ -138,6 +156,7 @@ def _evaluate(
                     [a if rank is None else align(a, len(n.shape), rank) for a, n in zip(base_args, node.args)],
                 )
             out = ctx.batched(interp.apply(node, dense, "numpy", np), tuple(node.shape))
+        ctx.held(out)
         return out, base
 
     with np.errstate(all="ignore"):
@@ -146,6 +165,9 @@ def _evaluate(
             if key == model.loss:
                 break
         loss = env[model.loss]
-        if isinstance(loss, Sparse):
+        if isinstance(loss, (Sparse, Block)):
             return densify(loss, ctx)
-        return np.asarray(loss.array if isinstance(loss, Batched) else loss)
+        if isinstance(loss, Batched):
+            return np.asarray(loss.array)
+        plain_loss = np.asarray(loss)  # the parameter does not reach the loss: the same value in every row
+        return ctx.batched(np.broadcast_to(plain_loss, (ctx.rows,) + plain_loss.shape), ()).array

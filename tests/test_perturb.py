@@ -288,12 +288,14 @@ def test_conv_kernel_rule_changes_one_output_channel():
     vals = k.reshape(-1)[idx] + np.array([0.5, -1.0, 2.0, 0.25])
     ctx = incremental.Context(rows=4, samples=True)
     got = incremental.conv_kernel(op, node, [x, incremental.Sparse(k, k.shape, idx, vals)], base, ctx)
-    assert got is not None
+    assert isinstance(got, incremental.Block) and got.axis == 0  # one output channel per row
+    np.testing.assert_array_equal(got.pos, idx // (2 * 3 * 2))
+    dense = incremental.densify(got, ctx)
     for m in range(4):
         km = k.copy().reshape(-1)
         km[idx[m]] = vals[m]
         want = F.conv2d(torch.tensor(x), torch.tensor(km.reshape(k.shape)), stride=(2, 1), padding=1).numpy()
-        np.testing.assert_allclose(got.array[m], want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dense[m], want, rtol=1e-12, atol=1e-12)
 
 
 def _direct(expr, shapes, args, sparse_at, idx, vals, ctx):

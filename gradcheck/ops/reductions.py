@@ -243,7 +243,7 @@ def _softmax(mod: Any, x: Any, shape: Shape, axis: int, log: bool = False) -> An
         return np.asarray(ex / total, dtype=object)
     if mod.__name__ == "torch":
         return mod.log_softmax(x, dim=a) if log else mod.softmax(x, dim=a)
-    shifted = x - x.max(axis=a, keepdims=True).real
+    shifted = x - x.real.max(axis=a, keepdims=True)  # the largest real part (what complex max compares first)
     ex = mod.exp(shifted)
     if log:
         return shifted - mod.log(ex.sum(axis=a, keepdims=True))

@@ -28,6 +28,12 @@ from ...ops import OPS
 #: Largest number of float values one chunk of evaluations may hold.
 CHUNK_VALUES = 4_000_000
 
+#: Values the widest array of one chunk of incremental rows aims at (about 8 MB complex: in cache).
+ROW_VALUES = 2**19
+
+#: Rows evaluated first to measure how many values a row holds.
+PROBE_ROWS = 64
+
 
 @dataclass(frozen=True)
 class Lines:
@@ -169,14 +175,30 @@ def kinked(model: Model) -> bool:
 def _incremental(
     fn: Any, model: Model, point: Mapping[str, np.ndarray], name: str, idx: np.ndarray, vals: np.ndarray, dtype: str
 ) -> np.ndarray:
-    """``fn`` (``perturb.per_sample`` or ``crossings``) over all rows at once, or in chunks where it must densify."""
+    """``fn`` (``perturb.per_sample`` or ``crossings``) over all rows, in chunks of about :data:`ROW_VALUES`.
+
+    The first :data:`PROBE_ROWS` rows say how many values a row holds; the
+    rest go in chunks whose widest value holds about :data:`ROW_VALUES`
+    (arrays that stay in cache; each row is evaluated alike in any chunk).
+    Where a plain fallback would hold more than :data:`CHUNK_VALUES` the
+    rows go in the plain evaluation's chunks instead.
+    """
     params = {k: np.asarray(v, dtype=np.dtype(dtype)) for k, v in point.items()}
+    m = int(idx.size)
+    first = PROBE_ROWS if m > 2 * PROBE_ROWS else m
+    widths: list[int] = []
     try:
-        return np.asarray(fn(model, params, name, idx, vals, dtype, max_values=CHUNK_VALUES))
+        parts = [fn(model, params, name, idx[:first], vals[:first], dtype, max_values=CHUNK_VALUES, widths=widths)]
+        chunk = max(first, ROW_VALUES // max(1, widths[0]))
+        for i in range(first, m, chunk):
+            parts.append(
+                fn(model, params, name, idx[i : i + chunk], vals[i : i + chunk], dtype, max_values=CHUNK_VALUES)
+            )
+        return np.concatenate([np.asarray(part) for part in parts], axis=0)
     except perturb.TooDense:
         pass
     chunk = _chunk(model)
-    parts = [fn(model, params, name, idx[i : i + chunk], vals[i : i + chunk], dtype) for i in range(0, idx.size, chunk)]
+    parts = [fn(model, params, name, idx[i : i + chunk], vals[i : i + chunk], dtype) for i in range(0, m, chunk)]
     return np.concatenate([np.asarray(part) for part in parts], axis=0)
 
 
