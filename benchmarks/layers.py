@@ -134,10 +134,7 @@ def main() -> None:
     for name, path in (("conv", CONV), ("attention", ATTENTION)):
         if opts.only and name != opts.only:
             continue
-        ours = [
-            wall([sys.executable, "-m", "gradcheck", str(path), "--json"])
-            for _ in range(opts.repeat)
-        ]
+        ours = [wall([sys.executable, "-m", "gradcheck", str(path), "--json"]) for _ in range(opts.repeat)]
         script = TORCH[name]
         if opts.torch_threads:
             script = script.replace(
