@@ -82,7 +82,7 @@ def check(
     of every element (see :func:`random_directions` and
     ``docs/how-it-works.md``, "Directional mode").
     """
-    from .sources import autograd, exact, finite_diff, symbolic
+    from .sources import ahead
 
     settings = (options or CheckOptions()).resolve(model.check)
     against = {**model.against, **(against or {})}  # a traced model's own fn joins (gc.from_torch)
@@ -97,7 +97,6 @@ def check(
     budget = limits.Budget(
         file=model.path or model.name, size=sum(p.value.size for p in model.params.values())
     )  # SymPy work is bounded in time (docs/limits.md)
-    results = []
     sources = ["symbolic", "autograd", "finite_difference"]
     if model.expected:
         sources.append("expected")
@@ -105,36 +104,15 @@ def check(
     # Data are rounded to the dtype too, so every source sees the same function.
     model = _data_in_dtype(model, dtype)
     vs = random_directions(model, directions, seed) if directions else None
-    for i, raw in enumerate(todo):
-        point = _round(raw, dtype)
-        say = progress or (lambda _msg: None)
-        say(f"point {i + 1}/{len(todo)}: symbolic")
-        with budget.spend("symbolic differentiation"):
-            found = {"symbolic": symbolic.gradients(model, point)}
-        say(f"point {i + 1}/{len(todo)}: autograd")
-        found["autograd"] = autograd.gradients(model, point, dtype)
-        _decide_exact_loss(model, point, found)
-        say(f"point {i + 1}/{len(todo)}: finite differences")
-        if vs is None:
-            found["finite_difference"] = finite_diff.gradients(model, point, dtype)
-        if model.expected:  # mpmath on the IR: no SymPy, so outside the SymPy budget
-            found["expected"] = exact.expected_gradients(model, point)
-        for name, fn in (against or {}).items():
-            say(f"point {i + 1}/{len(todo)}: {name}")
-            found[name] = _against(model, fn, point, dtype, name)
-        say(f"point {i + 1}/{len(todo)}: kinks")
-        if vs is None:
-            results.append(_judge_point(model, point, found, tol, dtype))
-        else:
-            results.append(_judge_directions(model, point, found, vs, tol, dtype))
-        if settings.order == 2:
-            from . import hessian
-
-            say(f"point {i + 1}/{len(todo)}: second order")
-            with budget.spend("symbolic second derivatives"):
-                results[-1].hessian = hessian.check_point(
-                    model, point, tol, dtype, against=against, directions=directions, seed=seed
-                )
+    points = [_round(raw, dtype) for raw in todo]
+    # torch's import overlaps the other sources where a process of its own can take it (sources/ahead.py)
+    pending = (
+        ahead.start(model, points, dtype) if not against and settings.order == 1 else ahead.Ahead(model, points, dtype)
+    )
+    try:
+        results = _check_points(model, points, pending, settings, tol, vs, against, budget, progress)
+    finally:
+        pending.close()
     with budget.spend("printing the derivative formulas"):
         formulas, formula_lines, formulas_latex, notes = _formulas(model)
     return Report(
@@ -150,6 +128,56 @@ def check(
         strict=strict,
         directions=directions,
     )
+
+
+def _check_points(
+    model: Model,
+    points: list[dict[str, np.ndarray]],
+    pending: Any,
+    settings: Any,
+    tol: compare.Tolerance,
+    vs: dict[str, np.ndarray] | None,
+    against: Mapping[str, Any],
+    budget: limits.Budget,
+    progress: Progress | None,
+) -> list[PointResult]:
+    """Every point's sources and verdicts (``pending``: the autograd gradients, :mod:`.sources.ahead`)."""
+    from .sources import exact, finite_diff, symbolic
+
+    dtype, directions, seed = settings.dtype, settings.directions, settings.seed
+    results = []
+    for i, point in enumerate(points):
+        say = progress or (lambda _msg: None)
+        say(f"point {i + 1}/{len(points)}: symbolic")
+        with budget.spend("symbolic differentiation"):
+            found = {"symbolic": symbolic.gradients(model, point)}
+        if vs is None:
+            say(f"point {i + 1}/{len(points)}: finite differences")
+            found["finite_difference"] = finite_diff.gradients(model, point, dtype)
+        say(f"point {i + 1}/{len(points)}: autograd")
+        found["autograd"] = pending.get(i)
+        _decide_exact_loss(model, point, found)
+        if model.expected:  # mpmath on the IR: no SymPy, so outside the SymPy budget
+            found["expected"] = exact.expected_gradients(model, point)
+        # The report's order: the three sources, then `expected`, then the user's (in the order given).
+        found = {k: found[k] for k in ("symbolic", "autograd", "finite_difference") if k in found} | found
+        for name, fn in (against or {}).items():
+            say(f"point {i + 1}/{len(points)}: {name}")
+            found[name] = _against(model, fn, point, dtype, name)
+        say(f"point {i + 1}/{len(points)}: kinks")
+        if vs is None:
+            results.append(_judge_point(model, point, found, tol, dtype))
+        else:
+            results.append(_judge_directions(model, point, found, vs, tol, dtype))
+        if settings.order == 2:
+            from . import hessian
+
+            say(f"point {i + 1}/{len(points)}: second order")
+            with budget.spend("symbolic second derivatives"):
+                results[-1].hessian = hessian.check_point(
+                    model, point, tol, dtype, against=against, directions=directions, seed=seed
+                )
+    return results
 
 
 def _decide_exact_loss(model: Model, point: dict[str, np.ndarray], found: dict[str, Any]) -> None:
