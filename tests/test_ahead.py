@@ -56,8 +56,18 @@ def test_the_child_computes_autograd_and_the_report_is_the_same_as_without_it():
 
 
 def test_the_cli_prints_the_same_json_either_way():
+    """The command line's worker (forked before the files are read) serves one check after another."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "gradcheck", str(CONV), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gradcheck",
+        str(CONV),
+        str(ROOT / "examples" / "lesson.yaml"),
+        "--json",
+        "--points",
+        "2",
+    ]
     runs = [
         subprocess.run(cmd, env=dict(env, GRADCHECK_PARALLEL=p), capture_output=True, text=True, timeout=300)
         for p in ("1", "0")
@@ -122,3 +132,19 @@ print(before, ahead.forkable())
 """
     assert _python(code, "1").stdout.split() == ["True", "False"]
     assert _python(code, "0").stdout.split() == ["False", "False"]
+
+
+def test_the_workers_reply_is_read_back_in_step_across_models():
+    code = f"""
+import json
+import gradcheck as gc
+from gradcheck.sources import ahead
+ahead.prewarm()
+assert ahead._WORKER is not None
+reports = [gc.check(gc.load(p), points=1).to_dict() for p in ({str(CONV)!r}, {str(ROOT / "examples" / "mlp.yaml")!r})]
+ahead.shutdown()
+print(json.dumps(reports))
+"""
+    got, want = _python(code, "1"), _python(code.replace("assert ahead._WORKER is not None", ""), "0")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == json.loads(want.stdout)

@@ -150,6 +150,17 @@ def run(args: argparse.Namespace) -> int:
         os.environ.pop("GRADCHECK_TIME_LIMIT", None)  # the flag wins over the environment
     if not args.models and not args.torch:
         args.usage_error("the following arguments are required: MODEL.yaml (or --torch MODULE:FACTORY)")
+    from ..sources import ahead
+
+    if not args.against and not args.torch and settings.order in (None, 1):
+        ahead.prewarm()  # torch's import starts now, beside the files' reading (sources/ahead.py)
+    try:
+        return _run(args, settings)
+    finally:
+        ahead.shutdown()
+
+
+def _run(args: argparse.Namespace, settings: Any) -> int:
     models = _load_all(args.models)
     if args.torch:
         from ..trace import from_factory

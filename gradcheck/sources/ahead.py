@@ -5,7 +5,9 @@ and finite-difference sources take on most models. Where this process has
 not imported torch yet, :func:`start` forks a child that imports it and
 computes the autograd gradients at every point while the parent imports
 SymPy and runs the other sources; the parent reads the results when it
-needs them (:meth:`Ahead.get`). The values are the ones
+needs them (:meth:`Ahead.get`). The command line forks earlier still
+(:func:`prewarm`, before it reads the model files): a worker that imports
+torch at once and then serves one check after another. The values are the ones
 :func:`gradcheck.sources.autograd.gradients` gives in the parent, to the
 bit: the same code runs on the same inputs.
 
@@ -20,6 +22,7 @@ parallel") has the story.
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import signal
@@ -46,6 +49,129 @@ def forkable() -> bool:
     )
 
 
+class _Worker:
+    """A forked process that has imported torch and computes autograd gradients on request (length-prefixed pickles)."""
+
+    def __init__(self, pid: int, to_child: int, from_child: int) -> None:
+        self.pid, self.to_child, self.from_child = pid, to_child, from_child
+
+    def send(self, payload: bytes) -> None:
+        _write(self.to_child, payload)
+
+    def receive(self) -> bytes:
+        return _read(self.from_child) or b""
+
+    def stop(self) -> None:
+        for fd in (self.to_child, self.from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+
+
+_WORKER: _Worker | None = None
+
+
+def _write(fd: int, payload: bytes) -> None:
+    data = len(payload).to_bytes(8, "little") + payload
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read(fd: int) -> bytes | None:
+    """One length-prefixed message, ``None`` at the end of the stream."""
+    head = _exactly(fd, 8)
+    if head is None:
+        return None
+    return _exactly(fd, int.from_bytes(head, "little"))
+
+
+def _exactly(fd: int, n: int) -> bytes | None:
+    parts, left = [], n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _serve(requests: int, replies: int) -> None:
+    """The worker's life: import torch, then answer each request until the parent closes the pipe.
+
+    A thread takes the requests in as they come, so the parent never waits on
+    a full pipe while torch is being imported here.
+    """
+    try:
+        import queue
+
+        waiting: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+        def pump() -> None:
+            while (got := _read(requests)) is not None:
+                waiting.put(got)
+            waiting.put(None)
+
+        threading.Thread(target=pump, name="gradcheck-requests", daemon=True).start()
+        import torch  # noqa: F401  (the point of the worker: the import overlaps the parent's work)
+
+        from . import autograd
+
+        while (request := waiting.get()) is not None:
+            try:
+                model, points, dtype = pickle.loads(request)  # our own parent's pickle, nothing else
+                payload = pickle.dumps(
+                    [autograd.gradients(model, p, dtype) for p in points], protocol=pickle.HIGHEST_PROTOCOL
+                )
+            except Exception:  # noqa: BLE001  (the parent recomputes and reports any error itself)
+                payload = b""
+            _write(replies, payload)
+    finally:
+        os._exit(0)
+
+
+def prewarm() -> None:
+    """Fork the worker now, where :func:`forkable` (the command line calls this before it reads any file)."""
+    global _WORKER
+    if _WORKER is not None or not forkable():
+        return
+    req_read, req_write = os.pipe()
+    rep_read, rep_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(req_write)
+        os.close(rep_read)
+        _serve(req_read, rep_write)
+    os.close(req_read)
+    os.close(rep_write)
+    _WORKER = _Worker(pid, req_write, rep_read)
+
+
+def shutdown() -> None:
+    """End the worker, if there is one."""
+    global _WORKER
+    if _WORKER is not None:
+        _WORKER.stop()
+        _WORKER = None
+
+
+def _request(model: Model, points: list[dict[str, np.ndarray]], dtype: str) -> bytes | None:
+    """The pickled request for the worker (the model without its caches of compiled code), ``None`` if it won't pickle."""
+    bare = copy.copy(model)
+    object.__setattr__(bare, "cache", {})
+    try:
+        return pickle.dumps((bare, points, dtype), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001  (a model holding a user's function: the parent computes the gradients)
+        return None
+
+
 class Ahead:
     """The autograd gradients at each of the points: from the child where it ran, else computed on demand."""
 
@@ -53,10 +179,14 @@ class Ahead:
         self.model, self.points, self.dtype = model, points, dtype
         self.pid = 0
         self.fd = -1
+        self.worker: _Worker | None = None
         self.results: list[Gradients] | None = None
 
     def get(self, i: int) -> Gradients:
         """The gradients at point ``i``."""
+        if self.worker is not None:
+            reply, self.worker = self.worker.receive(), None
+            self.results = self._unpack([reply] if reply else [])
         if self.pid:
             self.results = self._collect()
         if self.results is not None:
@@ -72,6 +202,9 @@ class Ahead:
             while chunk := pipe.read(1 << 20):
                 chunks.append(chunk)
         self._reap()
+        return self._unpack(chunks)
+
+    def _unpack(self, chunks: list[bytes]) -> list[Gradients] | None:
         try:
             got = pickle.loads(b"".join(chunks)) if chunks else None  # our own child's pickle, nothing else
         except Exception:  # noqa: BLE001  (a child that died half-way: the parent computes them)
@@ -86,6 +219,9 @@ class Ahead:
 
     def close(self) -> None:
         """End the child if its results were not read (the check ended early); idempotent."""
+        if self.worker is not None:  # its reply unread: the worker is out of step, so it ends
+            self.worker = None
+            shutdown()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -100,6 +236,15 @@ class Ahead:
 def start(model: Model, points: list[dict[str, np.ndarray]], dtype: str) -> Ahead:
     """Begin the autograd gradients at ``points``: in a forked child where :func:`forkable`, else lazily."""
     ahead = Ahead(model, points, dtype)
+    if _WORKER is not None:
+        request = _request(model, points, dtype)
+        if request is not None:
+            try:
+                _WORKER.send(request)
+                ahead.worker = _WORKER
+            except OSError:  # the worker is gone: the parent computes the gradients
+                shutdown()
+        return ahead
     if not forkable():
         return ahead
     read, write = os.pipe()
