@@ -218,3 +218,14 @@ def test_every_dd_form_gives_the_tapes_values():
     )
     for point in [model.param_values()] + random_points(model, 2, 5):
         _assert_same(*_both(model, point))
+
+
+def test_literals_and_constants_in_partials_are_read_as_the_tape_reads_them():
+    model = gc.Model.from_dict(
+        {
+            "params": {"w": [0.5, 1.5]},
+            "data": {"x": [[1.0, 2.0], [0.5, -1.0]]},
+            "model": {"loss": "sum(1_000 * w**2 * x + 1e-3 * exp(w) + pi * w + e**w + w**0.5 + 2**w)"},
+        }
+    )
+    _assert_same(*_both(model, model.param_values()))

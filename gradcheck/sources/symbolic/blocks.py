@@ -83,7 +83,7 @@ def gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients | None:
         try:
             run = _Run(model, point)
             loss, grads = run.loss(), run.backward()
-        except (*ERRORS, _NotFinite, D.LostDigits):
+        except (*ERRORS, NameError, _NotFinite, D.LostDigits):  # NameError: a SymPy form mpmath cannot run
             return None
     return _collect(model, loss, grads)
 
@@ -268,10 +268,7 @@ def _derive(op_name: str, attrs: Any, constants: tuple[str | None, ...], i: int)
 
     op = OPS[op_name]
     syms = [sympy.Symbol(f"_a{j}", real=True) for j in range(len(constants))]
-    given = [
-        syms[j] if c is None else ({"pi": sympy.pi, "e": sympy.E}[c] if c in ("pi", "e") else sympy.Rational(c))
-        for j, c in enumerate(constants)
-    ]
+    given = [syms[j] if c is None else _sympy_number(sympy, c) for j, c in enumerate(constants)]
     expr = op.sympy(sympy, *given, **op.bind(attrs))
     if isinstance(expr, np.ndarray):
         expr = expr.reshape(-1)[0]
@@ -291,6 +288,13 @@ def _derive(op_name: str, attrs: Any, constants: tuple[str | None, ...], i: int)
         return D.from_mpmath(scalar(D.to_mpmath(value), *(D.to_mpmath(a) for a in operands)))
 
     return per_element
+
+
+def _sympy_number(sympy: Any, text: str) -> Any:
+    """A literal's (or constant's) exact SymPy value, read as the interpreter reads it."""
+    if text in ("pi", "e"):
+        return interp.constant(text, "sympy", sympy)
+    return interp.number(Node("num", text=text), "sympy", sympy)
 
 
 def _dd_form(expr: Any, args: list[Any]) -> Partial | None:
