@@ -229,3 +229,40 @@ def test_literals_and_constants_in_partials_are_read_as_the_tape_reads_them():
         }
     )
     _assert_same(*_both(model, model.param_values()))
+
+
+EXPECTED = [p for p in FILES if "expected:" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", EXPECTED, ids=[p.stem for p in EXPECTED])
+def test_expected_on_whole_tensors_equals_expected_in_mpmath(path):
+    from gradcheck.sources import exact
+
+    model = gc.load(path)
+    point = model.param_values()
+    got = blocks.evaluate(model, point, model.expected, "expected")
+    want = exact.expected_in_mpmath(model, point)
+    if path.stem == "conv2d":
+        # the course's sum of nine outer products cancels to (nearly) nothing in some elements: a `+` that
+        # loses more than 30 bits sends the whole evaluation to mpmath
+        assert got is None
+        assert exact.expected_gradients(model, point).values.keys() == want.values.keys()
+        return
+    _assert_same(got, want)
+
+
+def test_expected_undefined_at_one_sample_is_nan_there_only():
+    from gradcheck.sources import exact
+
+    model = gc.Model.from_dict(
+        {
+            "params": {"w": 1.0},
+            "data": {"x": [1.0, 0.0, 2.0]},
+            "model": {"loss": "w * x"},
+            "expected": {"w": "x / x * x"},
+        }
+    )
+    point = model.param_values()
+    assert blocks.evaluate(model, point, model.expected, "expected") is None  # 0 / 0 at the second sample
+    got = exact.expected_gradients(model, point)
+    assert np.isnan(got.values["w"])

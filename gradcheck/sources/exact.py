@@ -79,12 +79,22 @@ def per_sample_losses(model: Model, point: Mapping[str, Any]) -> np.ndarray:
 def expected_gradients(model: Model, point: Mapping[str, Any]) -> Gradients:
     """The file's hand-derived ``expected`` gradients, evaluated exactly on their IR.
 
-    Each ``expected`` expression is run by the ``"mpmath"`` backend of
+    On whole tensors in double-double where every value is finite and no sum
+    cancels (:func:`.symbolic.blocks.evaluate`); otherwise each ``expected``
+    expression is run by the ``"mpmath"`` backend of
     :mod:`gradcheck.interp` at ``DPS`` digits, per sample, with the model's
     entries evaluated the same way, and reduced over the samples exactly as
     the symbolic source's gradients are (:func:`~.symbolic.numbers.collect`).
     An expression undefined at a sample gives nan there, as written.
     """
+    from .symbolic import blocks
+
+    found = blocks.evaluate(model, point, model.expected, "expected")
+    return found if found is not None else expected_in_mpmath(model, point)
+
+
+def expected_in_mpmath(model: Model, point: Mapping[str, Any]) -> Gradients:
+    """:func:`expected_gradients` element by element in mpmath: nan at each sample where a value is undefined."""
     import mpmath
 
     n = model.n_samples

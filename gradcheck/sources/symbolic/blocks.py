@@ -26,7 +26,7 @@ has no rule, :func:`gradients` returns ``None`` and the tape answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -73,7 +73,7 @@ def _order(model: Model) -> list[str]:
     return order[: order.index(model.loss) + 1]
 
 
-def gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients | None:
+def gradients(model: Model, point: Mapping[str, np.ndarray]) -> Gradients | None:
     """Exact gradients of the reduced loss at ``point`` (as :func:`..symbolic.gradients`), or ``None``."""
     if not supported(model):
         return None
@@ -85,7 +85,26 @@ def gradients(model: Model, point: dict[str, np.ndarray]) -> Gradients | None:
             loss, grads = run.loss(), run.backward()
         except (*ERRORS, NameError, _NotFinite, D.LostDigits):  # NameError: a SymPy form mpmath cannot run
             return None
-    return _collect(model, loss, grads)
+    return _collect(model, loss, grads, "symbolic")
+
+
+def evaluate(model: Model, point: Mapping[str, np.ndarray], exprs: Mapping[str, Node], source: str) -> Gradients | None:
+    """Given expressions of the model (the file's ``expected``), on whole tensors, reduced as gradients are.
+
+    Every model entry is evaluated first (the expressions may name any), then
+    each expression, all in double-double; ``None`` where a value is not
+    finite or a sum cancels (the caller's mpmath evaluation decides those,
+    sample by sample).
+    """
+    import mpmath
+
+    with mpmath.workdps(DPS), np.errstate(all="ignore"):
+        try:
+            run = _Run(model, point, list(model.entries))
+            values = {name: run.value(node, run.env, keep=False) for name, node in exprs.items()}
+        except (*ERRORS, NameError, _NotFinite, D.LostDigits):
+            return None
+    return _collect(model, run.loss(), values, source)
 
 
 class _NotFinite(Exception):
@@ -95,13 +114,15 @@ class _NotFinite(Exception):
 class _Run:
     """One evaluation: the forward values of every node, then the adjoints."""
 
-    def __init__(self, model: Model, point: dict[str, np.ndarray]) -> None:
+    def __init__(self, model: Model, point: Mapping[str, np.ndarray], entries: list[str] | None = None) -> None:
         self.model = model
-        self.env: dict[str, D.DD] = {k: D.DD(np.asarray(point[k], dtype=np.float64)) for k in model.params}
+        self.env: dict[str, D.DD] = {
+            k: D.DD(np.asarray(point[k] if k in point else p.value, dtype=np.float64)) for k, p in model.params.items()
+        }
         self.env.update({k: D.DD(np.asarray(v, dtype=np.float64)) for k, v in model.data.items()})
         self.values: dict[int, D.DD] = {}
         self.live: set[str] = set(model.params)
-        for name in _order(model):
+        for name in _order(model) if entries is None else entries:
             self.env[name] = self.value(model.entries[name], self.env)
             if model.entries[name].names() & self.live:
                 self.live.add(name)
@@ -340,7 +361,7 @@ def _dd_form(expr: Any, args: list[Any]) -> Partial | None:
 # --- the result ---------------------------------------------------------------------
 
 
-def _collect(model: Model, loss: D.DD, grads: dict[str, D.DD]) -> Gradients:
+def _collect(model: Model, loss: D.DD, grads: dict[str, D.DD], source: str) -> Gradients:
     """Per-sample values to the reduced gradients, summed over samples in double-double and rounded once."""
     n = model.n_samples
     per_loss = np.broadcast_to(D.value(loss), (n,)) if loss.ndim <= 1 else D.value(loss)
