@@ -1,4 +1,4 @@
-"""The autograd source computed ahead in a forked child (gradcheck/sources/ahead.py).
+"""The autograd source computed ahead in a forked worker (gradcheck/sources/ahead.py).
 
 Each test runs a fresh interpreter (the fork happens only where torch is not
 imported yet, which this test process has done long ago).
@@ -29,8 +29,10 @@ CHECK = f"""
 import json, os, sys
 import gradcheck as gc
 from gradcheck.sources import ahead
-forked = ahead.forkable()
+ahead.prewarm()
+forked = ahead._WORKER is not None
 report = gc.check(gc.load({str(CONV)!r}))
+ahead.shutdown()
 try:
     os.waitpid(-1, os.WNOHANG)
     children = "left"
@@ -86,6 +88,8 @@ def broken(x):
 
 gc.register_function("wobble", numpy=np.sin, torch=broken, sympy=lambda x: x)
 model = gc.Model.from_dict({"params": {"w": 0.5}, "model": {"loss": "wobble(w) ** 2"}})
+from gradcheck.sources import ahead
+ahead.prewarm()
 try:
     gc.check(model)
 except Exception as err:
@@ -107,7 +111,8 @@ def fail(model, point):
     raise gc.ModelError("the symbolic source gave up")
 
 symbolic.gradients = fail
-assert ahead.forkable()
+ahead.prewarm()
+assert ahead._WORKER is not None
 try:
     gc.check(gc.load({str(CONV)!r}))
 except gc.ModelError as err:
@@ -148,3 +153,19 @@ print(json.dumps(reports))
     got, want = _python(code, "1"), _python(code.replace("assert ahead._WORKER is not None", ""), "0")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout) == json.loads(want.stdout)
+
+
+def test_the_api_alone_does_not_fork():
+    """Without prewarm (the command line's), gc.check computes autograd in its own process."""
+    code = f"""
+import os, sys
+import gradcheck as gc
+report = gc.check(gc.load({str(CONV)!r}))
+try:
+    os.waitpid(-1, os.WNOHANG)
+    children = "a child"
+except ChildProcessError:
+    children = "no child"
+print(report.status, "torch" in sys.modules, children)
+"""
+    assert _python(code, "1").stdout.split() == ["agree", "True", "no", "child"]

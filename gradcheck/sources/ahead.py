@@ -1,23 +1,24 @@
-"""The autograd source computed ahead, in a forked process, while this one works on the others.
+"""The autograd source computed ahead, in a forked worker, while this process works on the others.
 
 Importing torch takes about a second and a half, longer than the symbolic
-and finite-difference sources take on most models. Where this process has
-not imported torch yet, :func:`start` forks a child that imports it and
-computes the autograd gradients at every point while the parent imports
-SymPy and runs the other sources; the parent reads the results when it
-needs them (:meth:`Ahead.get`). The command line forks earlier still
-(:func:`prewarm`, before it reads the model files): a worker that imports
-torch at once and then serves one check after another. The values are the ones
-:func:`gradcheck.sources.autograd.gradients` gives in the parent, to the
-bit: the same code runs on the same inputs.
+and finite-difference sources take on most models. The command line calls
+:func:`prewarm` before it reads any model file: where this process has not
+imported torch yet, it forks a worker that imports torch at once and then
+answers one request after another, each a check's model, points and dtype
+(pickled; a thread of the worker takes them in, so the parent never waits
+on a full pipe), with the autograd gradients at those points. The checker
+sends its request before it runs the other sources (:func:`start`) and reads
+the reply when it judges the first point (:meth:`Ahead.get`). The values are
+the ones :func:`gradcheck.sources.autograd.gradients` gives in the parent, to
+the bit: the same code runs on the same inputs.
 
-Only on Linux, only where torch is not imported yet (in a notebook or a
-test run that has imported it there is nothing to gain), only while this
+Only on Linux, only where torch is not imported yet, only while this
 process runs no other thread (forking a threaded process is unsafe), and
-never when ``GRADCHECK_PARALLEL=0``. Where the child fails for any reason
-the parent computes the gradients itself, so an error reads exactly as it
-would without the child. ``docs/how-it-works.md`` ("The sources in
-parallel") has the story.
+never when ``GRADCHECK_PARALLEL=0``; the API (``gc.check``) does not fork
+unless :func:`prewarm` was called (a long-lived process imports torch once
+anyway). Where the worker fails for any reason the parent computes the
+gradients itself, so an error reads exactly as it would without it.
+``docs/how-it-works.md`` ("The sources in parallel") has the story.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class _Worker:
 
     def __init__(self, pid: int, to_child: int, from_child: int) -> None:
         self.pid, self.to_child, self.from_child = pid, to_child, from_child
+        self.owner = os.getpid()
 
     def send(self, payload: bytes) -> None:
         _write(self.to_child, payload)
@@ -155,11 +157,11 @@ def prewarm() -> None:
 
 
 def shutdown() -> None:
-    """End the worker, if there is one."""
+    """End the worker, if this process has one."""
     global _WORKER
-    if _WORKER is not None:
+    if _WORKER is not None and _WORKER.owner == os.getpid():
         _WORKER.stop()
-        _WORKER = None
+    _WORKER = None
 
 
 def _request(model: Model, points: list[dict[str, np.ndarray]], dtype: str) -> bytes | None:
@@ -173,12 +175,10 @@ def _request(model: Model, points: list[dict[str, np.ndarray]], dtype: str) -> b
 
 
 class Ahead:
-    """The autograd gradients at each of the points: from the child where it ran, else computed on demand."""
+    """The autograd gradients at each of the points: the worker's where it took the request, else computed here."""
 
     def __init__(self, model: Model, points: list[dict[str, np.ndarray]], dtype: str) -> None:
         self.model, self.points, self.dtype = model, points, dtype
-        self.pid = 0
-        self.fd = -1
         self.worker: _Worker | None = None
         self.results: list[Gradients] | None = None
 
@@ -186,85 +186,39 @@ class Ahead:
         """The gradients at point ``i``."""
         if self.worker is not None:
             reply, self.worker = self.worker.receive(), None
-            self.results = self._unpack([reply] if reply else [])
-        if self.pid:
-            self.results = self._collect()
+            self.results = self._unpack(reply)
         if self.results is not None:
             return self.results[i]
         from . import autograd
 
         return autograd.gradients(self.model, self.points[i], self.dtype)
 
-    def _collect(self) -> list[Gradients] | None:
-        chunks = []
-        with os.fdopen(self.fd, "rb") as pipe:
-            self.fd = -1
-            while chunk := pipe.read(1 << 20):
-                chunks.append(chunk)
-        self._reap()
-        return self._unpack(chunks)
-
-    def _unpack(self, chunks: list[bytes]) -> list[Gradients] | None:
+    def _unpack(self, reply: bytes) -> list[Gradients] | None:
         try:
-            got = pickle.loads(b"".join(chunks)) if chunks else None  # our own child's pickle, nothing else
-        except Exception:  # noqa: BLE001  (a child that died half-way: the parent computes them)
+            got = pickle.loads(reply) if reply else None  # our own worker's pickle, nothing else
+        except Exception:  # noqa: BLE001  (a worker that died half-way: the parent computes them)
             return None
         ok = isinstance(got, list) and len(got) == len(self.points) and all(isinstance(g, Gradients) for g in got)
         return got if ok else None
 
-    def _reap(self) -> None:
-        if self.pid:
-            os.waitpid(self.pid, 0)
-            self.pid = 0
-
     def close(self) -> None:
-        """End the child if its results were not read (the check ended early); idempotent."""
-        if self.worker is not None:  # its reply unread: the worker is out of step, so it ends
+        """End the worker if its reply was not read (the check ended early: it is out of step); idempotent."""
+        if self.worker is not None:
             self.worker = None
             shutdown()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        if self.pid:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self._reap()
 
 
 def start(model: Model, points: list[dict[str, np.ndarray]], dtype: str) -> Ahead:
-    """Begin the autograd gradients at ``points``: in a forked child where :func:`forkable`, else lazily."""
+    """Begin the autograd gradients at ``points``: sent to the worker where there is one, else computed on demand."""
     ahead = Ahead(model, points, dtype)
-    if _WORKER is not None:
-        request = _request(model, points, dtype)
-        if request is not None:
-            try:
-                _WORKER.send(request)
-                ahead.worker = _WORKER
-            except OSError:  # the worker is gone: the parent computes the gradients
-                shutdown()
+    worker = _WORKER
+    if worker is None or worker.owner != os.getpid():  # a process forked from ours must not share its pipes
         return ahead
-    if not forkable():
-        return ahead
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: compute, write, leave without running the parent's exit handlers
-        payload = b""
+    request = _request(model, points, dtype)
+    if request is not None:
         try:
-            os.close(read)
-            from . import autograd
-
-            results = [autograd.gradients(model, p, dtype) for p in points]
-            payload = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException:  # noqa: BLE001, S110  (the parent recomputes and reports any error itself)
-            payload = b""
-        try:
-            with os.fdopen(write, "wb") as pipe:
-                pipe.write(payload)
-        except BaseException:  # noqa: BLE001, S110  (the parent stopped reading: nothing left to do)
-            pass
-        os._exit(0)
-    os.close(write)
-    ahead.pid, ahead.fd = pid, read
+            worker.send(request)
+            ahead.worker = worker
+        except OSError:  # the worker is gone: the parent computes the gradients
+            shutdown()
     return ahead
