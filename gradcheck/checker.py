@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,9 @@ from .errors import ModelError, close_match
 from .model import Model
 from .options import CheckOptions
 from .report import FormulaLine, GradientResult, PointResult, Report
+
+if TYPE_CHECKING:
+    from .sources import ahead
 
 Progress = Callable[[str], None]
 
@@ -105,7 +108,7 @@ def check(
     model = _data_in_dtype(model, dtype)
     vs = random_directions(model, directions, seed) if directions else None
     points = [_round(raw, dtype) for raw in todo]
-    # torch's import overlaps the other sources where a process of its own can take it (sources/ahead.py)
+    # autograd from the command line's worker, which imports torch while this process runs the others (sources/ahead.py)
     pending = (
         ahead.start(model, points, dtype) if not against and settings.order == 1 else ahead.Ahead(model, points, dtype)
     )
@@ -133,8 +136,8 @@ def check(
 def _check_points(
     model: Model,
     points: list[dict[str, np.ndarray]],
-    pending: Any,
-    settings: Any,
+    pending: ahead.Ahead,
+    settings: CheckOptions,
     tol: compare.Tolerance,
     vs: dict[str, np.ndarray] | None,
     against: Mapping[str, Any],
@@ -145,6 +148,7 @@ def _check_points(
     from .sources import exact, finite_diff, symbolic
 
     dtype, directions, seed = settings.dtype, settings.directions, settings.seed
+    assert dtype is not None and seed is not None
     results = []
     for i, point in enumerate(points):
         say = progress or (lambda _msg: None)
