@@ -115,10 +115,6 @@ def _assert_same(got, want) -> None:
 @pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 def test_blocks_give_the_tapes_values_on_every_example_and_zoo_file(path):
     model = gc.load(path)
-    if path.stem == "maxpool":  # a kinked structural op: the tape's convention at ties decides
-        assert not blocks.supported(model)
-        assert blocks.gradients(model, model.param_values()) is None
-        return
     assert blocks.supported(model), path.stem
     got, want = _both(model, model.param_values())
     _assert_same(got, want)
@@ -266,3 +262,35 @@ def test_expected_undefined_at_one_sample_is_nan_there_only():
     assert blocks.evaluate(model, point, model.expected, "expected") is None  # 0 / 0 at the second sample
     got = exact.expected_gradients(model, point)
     assert np.isnan(got.values["w"])
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "sum(maxpool2d(X * w, 2) ** 2)",
+        "sum(maxpool2d(relu(X * w - 0.5), 2, stride=1) * X[:, 0:3, 0:3])",  # overlapping windows add up
+    ],
+)
+def test_maxpool_gives_the_tapes_values_at_ties_too(loss):
+    """maxpool2d's dd_vjp is SymPy's derivative of each window's Max: half the gradient to each tied element."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 2, 4, 4))
+    x[0, 0, 0, :2] = 10.0  # two tied maxima in the first window
+    x[1, 1, 2:, 2:] = -3.0  # four tied maxima (and, after relu, a window of zeros)
+    model = gc.Model.from_dict({"params": {"w": 1.5}, "data": {"X": x.tolist()}, "model": {"loss": loss}})
+    point = model.param_values()
+    _assert_same(*_both(model, point))
+
+
+def test_max_over_elements_leaves_its_ties_to_the_tape():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 4, 4))
+    loss = "max(X[0, 0:2] * w) + min(X * w, axis=1)[0, 1] + sum(max(X * w, axis=[0, 2]))"
+    spec = {"params": {"w": 1.5}, "data": {"X": [x.tolist()]}, "model": {"loss": loss}}
+    model = gc.Model.from_dict(spec)
+    _assert_same(*_both(model, model.param_values()))  # no ties: the gradient goes to each extreme
+    x[0, 0, :2] = 10.0  # the two largest elements of the first rows tie
+    model = gc.Model.from_dict(spec | {"data": {"X": [x.tolist()]}})
+    point = model.param_values()
+    assert blocks.gradients(model, point) is None
+    assert symbolic.gradients(model, point).values == symbolic.tape_gradients(model, point).values

@@ -166,7 +166,12 @@ class Op:
     that is not one integer). The symbolic source evaluates an op without
     one, or that declines, in mpmath (see
     :mod:`gradcheck.sources.symbolic.blocks`). :func:`moves` makes the form
-    of an op that only moves elements.
+    of an op that only moves elements. ``dd_vjp``, optional, is a kinked
+    op's vector-Jacobian product on double-doubles as SymPy differentiates
+    its SymPy form, ties included (``maxpool2d``: ``Heaviside(x_i - Max(others))``,
+    1/2 at a tie), ``dd_vjp(D, args, g, shapes, **attrs)``, the cotangent in
+    the first operand: the blocks use it in place of ``vjp``, so their value
+    at a tie is the tape's.
     """
 
     name: str
@@ -194,6 +199,7 @@ class Op:
     spelling: str = ""
     vjp: Vjp = None
     dd: Callable[..., Any] | None = None
+    dd_vjp: Callable[..., Any] | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:

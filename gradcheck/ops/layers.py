@@ -258,6 +258,38 @@ def _flat_windows(x: Any, size: Any, stride: Any) -> Any:
     return w.reshape(w.shape[:-2] + (-1,))
 
 
+def _maxpool_dd_vjp(D: Any, x: Any, g: Any, size: Any, stride: Any) -> Any:
+    """The cotangent in x as SymPy differentiates each window's ``Max``: ``Heaviside(x_i - Max(others))``.
+
+    So the window's one maximum takes g, and at a tie each tied element
+    takes half of it (SymPy's ``Heaviside(0) = 1/2``); overlapping windows
+    add up. Comparisons are exact on the double-doubles (high parts, then low).
+    """
+    import numpy as np
+
+    sz, st = _pool_args(None, size, stride)
+    x, g = D.lift(x), D.lift(g)
+    hi, lo = np.broadcast_arrays(x.hi, x.lo)
+    w_hi, w_lo = _flat_windows(hi, size, stride), _flat_windows(lo, size, stride)  # batch + (C, oH, oW, k)
+    on_top = w_hi == w_hi.max(axis=-1, keepdims=True)
+    on_top &= w_lo == np.where(on_top, w_lo, -np.inf).max(axis=-1, keepdims=True)
+    share = np.where(on_top, np.where(on_top.sum(axis=-1, keepdims=True) == 1, 1.0, 0.5), 0.0)
+    parts = D.mul(D.DD(g.hi[..., None], g.lo[..., None]), share)  # batch + (C, oH, oW, k)
+    n_out = tuple(parts.shape[-3:-1])
+    batch = parts.shape[: parts.ndim - 4]
+    out = D.DD(np.zeros(tuple(batch) + tuple(hi.shape[-3:])))
+    for i in range(sz[0]):
+        for j in range(sz[1]):
+            dest = (
+                Ellipsis,
+                slice(i, i + st[0] * (n_out[0] - 1) + 1, st[0]),
+                slice(j, j + st[1] * (n_out[1] - 1) + 1, st[1]),
+            )
+            added = D.add(out[dest], parts[..., i * sz[1] + j])
+            out.hi[dest], out.lo[dest] = added.hi, added.lo
+    return out
+
+
 def _maxpool_np(N: Any, x: Any, size: Any, stride: Any) -> Any:
     import numpy as np
 
@@ -454,6 +486,7 @@ _add(
         analytic=False,
         incremental=inc.pool,
         attrs=_POOL_ATTRS,
+        dd_vjp=lambda D, args, g, shapes, size, stride: _maxpool_dd_vjp(D, args[0], g, size, stride),
     )
 )  # fmt: skip
 _add(

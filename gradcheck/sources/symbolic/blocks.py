@@ -19,9 +19,11 @@ one step on whole arrays of all samples at once:
   (``softmax``), so its adjoint is that rule, evaluated the same way.
 
 The result is the tape's to the last bit wherever both are defined. Where a
-value is not finite (an overflow, ``log(0)``), a structural op has a kink
-(``max``, ``maxpool2d``: the tape's convention at ties is SymPy's) or an op
-has no rule, :func:`gradients` returns ``None`` and the tape answers.
+value is not finite (an overflow, ``log(0)``), ``max(v)`` or ``min(v)`` sits on
+a tie (the tape's convention there is SymPy's nested ``Max``) or an op has
+no rule, :func:`gradients` returns ``None`` and the tape answers. A kinked op
+with a ``dd_vjp`` in the op table (``maxpool2d``) takes SymPy's derivative
+there itself.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ def _supported(model: Model) -> bool:
             op = OPS[node.op]
             if op.kind == "elementwise":
                 continue
-            if op.kink is not None or op.vjp is None:
+            if op.dd_vjp is not None:
+                continue
+            if op.vjp is None:
                 return False
             try:
                 _rules(node)
@@ -83,7 +87,7 @@ def gradients(model: Model, point: Mapping[str, np.ndarray]) -> Gradients | None
         try:
             run = _Run(model, point)
             loss, grads = run.loss(), run.backward()
-        except (*ERRORS, NameError, _NotFinite, D.LostDigits):  # NameError: a SymPy form mpmath cannot run
+        except (*ERRORS, NameError, _StepAside, D.LostDigits):  # NameError: a SymPy form mpmath cannot run
             return None
     return _collect(model, loss, grads, "symbolic")
 
@@ -102,13 +106,13 @@ def evaluate(model: Model, point: Mapping[str, np.ndarray], exprs: Mapping[str, 
         try:
             run = _Run(model, point, list(model.entries))
             values = {name: run.value(node, run.env, keep=False) for name, node in exprs.items()}
-        except (*ERRORS, NameError, _NotFinite, D.LostDigits):
+        except (*ERRORS, NameError, _StepAside, D.LostDigits):
             return None
     return _collect(model, run.loss(), values, source)
 
 
-class _NotFinite(Exception):
-    """A value overflowed or is undefined: the tape decides it exactly."""
+class _StepAside(Exception):
+    """A value overflowed or is undefined, or a kinked op sits on a tie: the tape decides it exactly."""
 
 
 class _Run:
@@ -142,7 +146,7 @@ class _Run:
         args = [self.value(a, env, keep) for a in node.args]
         out = _apply(node, args)
         if not D.finite(out):
-            raise _NotFinite(node.op)
+            raise _StepAside(node.op)
         if keep:
             self.values[id(node)] = out
         return out
@@ -184,9 +188,15 @@ class _Run:
                 partial = _partial(node, i, self.env)(out, aligned)
                 part = D.mul(g, partial)
                 if not D.finite(part):
-                    raise _NotFinite(node.op)
+                    raise _StepAside(node.op)
                 self.back(operand, _unbroadcast(part, rank, operand.shape), adjoint)
             return
+        if op.dd_vjp is not None:  # SymPy's derivative, ties included
+            part = D.lift(op.dd_vjp(D, args, g, [a.shape for a in node.args], **op.bind(node.attrs)))
+            self.back(node.args[0], _unbroadcast(part, len(node.args[0].shape), node.args[0].shape), adjoint)
+            return
+        if op.kink is not None and _tied(node, args):
+            raise _StepAside(f"a tie in {node.op}")  # the tape's convention (SymPy's) decides a tie
         env = {"g": g, "out": out}
         env.update(zip(("a", "b", "c"), args))  # type: ignore[arg-type]
         for operand, rule in zip(node.args, _rules(node)):
@@ -194,6 +204,19 @@ class _Run:
                 continue
             part = self.value(rule, env, keep=False)
             self.back(operand, _unbroadcast(part, len(rule.shape), operand.shape), adjoint)
+
+
+def _tied(node: Node, args: list[Any]) -> bool:
+    """Whether a kinked structural op (``max(v)``, ``maxpool2d``) sits on a tie at these operands.
+
+    Away from ties its ``vjp`` rule (the gradient to the maximum) is the only
+    derivative there is; at a tie SymPy's convention differs from the rule's.
+    The kink quantity is taken on the high parts: where they differ the
+    double-doubles differ the same way, and where they are equal the tie is
+    left to the tape even if the low parts would break it.
+    """
+    q = OPS[node.op].kink_at(np, node, [a.hi for a in args])
+    return bool(np.any(np.asarray(q) == 0))
 
 
 def _number(node: Node) -> D.DD:
