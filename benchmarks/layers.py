@@ -1,6 +1,7 @@
-"""Issue 10, point 4: a conv layer and an attention head, checked three ways, against torch's slow gradcheck.
+"""Issue 10, point 4: a conv layer and an attention head (and the conv with ReLU and max-pooling,
+``benchmarks/cnn.yaml``), checked three ways, against torch's slow gradcheck.
 
-    python benchmarks/layers.py            # time both, print the ratios (a few minutes)
+    python benchmarks/layers.py            # time all three, print the ratios (a few minutes)
     python benchmarks/layers.py --write    # regenerate benchmarks/conv.yaml and benchmarks/attention.yaml
 
 Whole process against whole process, wall time (and CPU time, user + system,
@@ -29,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 CONV = HERE / "conv.yaml"
+CNN = HERE / "cnn.yaml"  # conv.yaml's params and data with ReLU and 2x2 max-pooling (written by hand, not by --write)
 ATTENTION = HERE / "attention.yaml"
 
 # The same functions in torch, as the subprocess runs them (per sample: no batch axis in the file).
@@ -43,6 +45,18 @@ k, b = t(doc["params"]["k"]).requires_grad_(), t(doc["params"]["b"]).requires_gr
 def f(k, b):
     h = torch.tanh(F.conv2d(x, k) + b)
     return ((h - y) ** 2).sum(dim=(1, 2, 3)).mean()
+assert torch.autograd.gradcheck(f, (k, b))
+""",
+    "cnn": """
+import sys, torch, yaml
+import torch.nn.functional as F
+doc = yaml.load(open(sys.argv[1]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+t = lambda v: torch.tensor(v, dtype=torch.float64)
+x, y = t(doc["data"]["x"]), t(doc["data"]["y"])
+k, b = t(doc["params"]["k"]).requires_grad_(), t(doc["params"]["b"]).requires_grad_()
+def f(k, b):
+    h = F.max_pool2d(torch.relu(F.conv2d(x, k) + b), 2)
+    return ((h - y[:, :, 0:7, 0:7]) ** 2).sum(dim=(1, 2, 3)).mean()
 assert torch.autograd.gradcheck(f, (k, b))
 """,
     "attention": """
@@ -118,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", action="store_true", help="regenerate the two model files")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each process (the median is reported)")
-    parser.add_argument("--only", choices=["conv", "attention"], help="time one model only")
+    parser.add_argument("--only", choices=["conv", "cnn", "attention"], help="time one model only")
     parser.add_argument(
         "--torch-threads", type=int, help="torch.set_num_threads(N) in the torch process (default: torch's own)"
     )
@@ -131,7 +145,7 @@ def main() -> None:
         "| model | gradcheck, three ways: wall (CPU) s | torch gradcheck, slow, two ways: wall (CPU) s | ratio wall (CPU) |"
     )
     print("|---|---|---|---|")
-    for name, path in (("conv", CONV), ("attention", ATTENTION)):
+    for name, path in (("conv", CONV), ("cnn", CNN), ("attention", ATTENTION)):
         if opts.only and name != opts.only:
             continue
         ours = [wall([sys.executable, "-m", "gradcheck", str(path), "--json"]) for _ in range(opts.repeat)]
