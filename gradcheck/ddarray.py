@@ -352,6 +352,21 @@ def einsum(spec: str, a: Any, b: Any) -> DD:
     return total(prod, range(prod.ndim - len(summed), prod.ndim))
 
 
+# --- comparisons --------------------------------------------------------------------
+
+
+def max_share(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Each element's share of SymPy's derivative of ``Max`` over the last axis: ``Heaviside(x_i - Max(others))``.
+
+    1 for the one largest element, 1/2 for each of several that tie for the
+    largest (``Heaviside(0) = 1/2``), 0 for the others. The double-doubles
+    ``hi + lo`` are compared exactly: high parts first, then low parts.
+    """
+    on_top = hi == hi.max(axis=-1, keepdims=True)
+    on_top &= lo == np.where(on_top, lo, -np.inf).max(axis=-1, keepdims=True)
+    return np.where(on_top, np.where(on_top.sum(axis=-1, keepdims=True) == 1, 1.0, 0.5), 0.0)
+
+
 # --- mpmath --------------------------------------------------------------------------
 
 

@@ -168,8 +168,8 @@ class Op:
     :mod:`gradcheck.sources.symbolic.blocks`). :func:`moves` makes the form
     of an op that only moves elements. ``dd_vjp``, optional, is a kinked
     op's vector-Jacobian product on double-doubles as SymPy differentiates
-    its SymPy form, ties included (``maxpool2d``: ``Heaviside(x_i - Max(others))``,
-    1/2 at a tie), ``dd_vjp(D, args, g, shapes, **attrs)``, the cotangent in
+    its SymPy form, ties included (``maxpool2d``, ``max(v)``:
+    ``Heaviside(x_i - Max(others))``, 1/2 at a tie), ``dd_vjp(D, args, g, shapes, **attrs)``, the cotangent in
     the first operand: the blocks use it in place of ``vjp``, so their value
     at a tie is the tape's.
     """
@@ -468,6 +468,7 @@ def structural(
     analytic: bool = True,
     vjp: Vjp = None,
     dd: Callable[..., Any] | None = None,
+    dd_vjp: Callable[..., Any] | None = None,
 ) -> None:
     """Add a structural op (reductions, products, indexing); ``incremental`` is its rule or :data:`DENSE`.
 
@@ -480,7 +481,7 @@ def structural(
             name, arity, "structural", numpy, torch, sympy, mpmath, shape, doc,
             incremental=incremental, attrs=attrs, variadic=variadic, notation=notation,
             symbol=symbol, precedence=precedence, spelling=spelling, kink=kink, kink_doc=kink_doc,
-            convention=convention, analytic=analytic, vjp=vjp, dd=dd,
+            convention=convention, analytic=analytic, vjp=vjp, dd=dd, dd_vjp=dd_vjp,
         )
     )  # fmt: skip
 

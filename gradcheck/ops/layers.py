@@ -270,10 +270,7 @@ def _maxpool_dd_vjp(D: Any, x: Any, g: Any, size: Any, stride: Any) -> Any:
     sz, st = _pool_args(None, size, stride)
     x, g = D.lift(x), D.lift(g)
     hi, lo = np.broadcast_arrays(x.hi, x.lo)
-    w_hi, w_lo = _flat_windows(hi, size, stride), _flat_windows(lo, size, stride)  # batch + (C, oH, oW, k)
-    on_top = w_hi == w_hi.max(axis=-1, keepdims=True)
-    on_top &= w_lo == np.where(on_top, w_lo, -np.inf).max(axis=-1, keepdims=True)
-    share = np.where(on_top, np.where(on_top.sum(axis=-1, keepdims=True) == 1, 1.0, 0.5), 0.0)
+    share = D.max_share(_flat_windows(hi, size, stride), _flat_windows(lo, size, stride))  # batch + (C, oH, oW, k)
     parts = D.mul(D.DD(g.hi[..., None], g.lo[..., None]), share)  # batch + (C, oH, oW, k)
     n_out = tuple(parts.shape[-3:-1])
     batch = parts.shape[: parts.ndim - 4]

@@ -312,6 +312,35 @@ def _sympy_extreme(S: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, top:
     return _object(_objects_reduce(x, shape, axis, keepdims, extreme))
 
 
+def _dd_extreme_vjp(D: Any, x: Any, g: Any, shape: Shape, axis: Any, keepdims: bool, top: bool) -> Any:
+    """The cotangent in ``v`` as the symbolic tape differentiates ``max(v)``, ties included.
+
+    :func:`_sympy_extreme` nests pairs, but the tape's derivative rebuilds
+    them, and SymPy's ``Max`` flattens: each element takes
+    ``Heaviside(v_i - Max(others))`` (:func:`gradcheck.ddarray.max_share`:
+    half the gradient to each of several tied maxima); ``min`` is ``max``
+    of ``-v``.
+    """
+    import numpy as np
+
+    neg = _neg(shape, axis)
+    x, g = D.lift(x), D.lift(g)
+    if not neg:
+        return g
+    hi, lo = np.broadcast_arrays(x.hi, x.lo)
+    hi, lo = (hi, lo) if top else (-hi, -lo)
+    k = len(neg)
+    ends = tuple(range(-k, 0))
+    moved_hi, moved_lo = np.moveaxis(hi, neg, ends), np.moveaxis(lo, neg, ends)
+    flat = moved_hi.shape[: moved_hi.ndim - k] + (-1,)
+    share = D.max_share(moved_hi.reshape(flat), moved_lo.reshape(flat))
+    share = np.moveaxis(share.reshape(moved_hi.shape), ends, neg)
+    axes = axes_of(shape, axis)
+    out_rank = len(_reduced(shape, axes, keepdims))
+    g = g.reshape(g.shape[: g.ndim - out_rank] + _reduced(shape, axes, True))
+    return D.mul(g, share)
+
+
 def _mp_extreme_form(M: Any, x: Any, shape: Shape, axis: Any, keepdims: bool, top: bool) -> Any:
     return _objects_reduce(x, shape, axis, keepdims, lambda items: _mp_extreme(M, items, max if top else min))
 
@@ -528,4 +557,5 @@ for _name, _top in (("amax", True), ("amin", False)):
             "each 1/k, SymPy each 1/2"
         ),
         analytic=False, vjp=_amax_vjp if _top else _amin_vjp,
+        dd_vjp=lambda D, args, g, shapes, _t=_top, **k: _dd_extreme_vjp(D, args[0], g, shapes[0], top=_t, **k),
     )  # fmt: skip

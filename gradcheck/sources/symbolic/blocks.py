@@ -19,11 +19,11 @@ one step on whole arrays of all samples at once:
   (``softmax``), so its adjoint is that rule, evaluated the same way.
 
 The result is the tape's to the last bit wherever both are defined. Where a
-value is not finite (an overflow, ``log(0)``), ``max(v)`` or ``min(v)`` sits on
-a tie (the tape's convention there is SymPy's nested ``Max``) or an op has
-no rule, :func:`gradients` returns ``None`` and the tape answers. A kinked op
-with a ``dd_vjp`` in the op table (``maxpool2d``) takes SymPy's derivative
-there itself.
+value is not finite (an overflow, ``log(0)``), a kinked op without a
+``dd_vjp`` sits on a tie, or an op has no rule, :func:`gradients` returns
+``None`` and the tape answers. The kinked ops with a ``dd_vjp`` in the op
+table (``maxpool2d``, ``max(v)``, ``min(v)``) take SymPy's derivative at
+their ties themselves.
 """
 
 from __future__ import annotations
