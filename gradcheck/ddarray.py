@@ -355,6 +355,33 @@ def einsum(spec: str, a: Any, b: Any) -> DD:
 # --- comparisons --------------------------------------------------------------------
 
 
+def sign(x: Any) -> np.ndarray:
+    """-1, 0 or 1 per element: the sign of ``hi + lo`` (the high part's, or the low part's where it is 0)."""
+    x = lift(x)
+    hi, lo = np.broadcast_arrays(x.hi, x.lo)
+    return np.where(hi != 0, np.sign(hi), np.sign(lo))
+
+
+def maximum(x: Any, y: Any) -> DD:
+    """The larger of ``x`` and ``y`` per element (exactly: the sign of their difference decides)."""
+    x, y = lift(x), lift(y)
+    pick = sign(sub(x, y)) >= 0
+    return DD(np.where(pick, x.hi, y.hi), np.where(pick, x.lo, y.lo))
+
+
+def minimum(x: Any, y: Any) -> DD:
+    return neg(maximum(neg(x), neg(y)))
+
+
+def top(x: Any) -> DD:
+    """The largest element along the last axis, compared exactly (high parts, then low parts)."""
+    x = lift(x)
+    hi, lo = np.broadcast_arrays(x.hi, x.lo)
+    best = hi.max(axis=-1, keepdims=True)
+    low = np.where(hi == best, lo, -np.inf).max(axis=-1)
+    return DD(best[..., 0], low)
+
+
 def max_share(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """Each element's share of SymPy's derivative of ``Max`` over the last axis: ``Heaviside(x_i - Max(others))``.
 

@@ -208,7 +208,8 @@ def test_every_dd_form_gives_the_tapes_values():
                 "z": "concat(flatten(c), h, stack(h[0:2], h[1:], axis=0)[1])",
                 "s": "log_softmax(z) + softmax(outer(h, v), axis=0)[:, 1].T @ W @ exp(v / 3)",
                 "q": "dot(v, x) * trace(outer(h[:2], v[1:3])) + sum(diag(reshape(v, [2, 2])))",
-                "loss": "-sum(s) / 7 + logsumexp(outer(h, v), axis=1, keepdims=True)[2, 0] + log(q**2 + 1)",
+                "r": "sum(max(h, v[0:3] / 2) - min(h, relu(h - 0.2)) + relu(W @ x)) + max(v) - min(h)",
+                "loss": "-sum(s) / 7 + logsumexp(outer(h, v), axis=1, keepdims=True)[2, 0] + log(q**2 + 1) + r",
             },
         }
     )

@@ -71,6 +71,7 @@ elementwise(
     "max(x, 0)",
     kink=lambda N, x: x, kink_doc="at 0", analytic=False,
     convention="torch: relu'(0) = 0; SymPy: Heaviside(0) = 1/2; central difference: the average of both sides", vjp=("g * (a > 0)",),
+    dd=lambda D, x: D.maximum(x, 0.0),
 )  # fmt: skip
 elementwise("erf", 1, lambda N, x: _np_erf(x), lambda T, x: T.erf(x), lambda S, x: _each(S.erf, x), lambda M, x: _mp(M, M.erf, x), "error function", analytic=False, vjp=("2 * g * exp(-a**2) / sqrt(pi)",))  # fmt: skip
 elementwise(
@@ -78,12 +79,14 @@ elementwise(
     lambda S, a, b: _each(S.Max, a, b), lambda M, a, b: _mp(M, max, a, b), "the larger of a and b",
     kink=lambda N, a, b: a - b, kink_doc="where a = b", analytic=False,
     convention="torch: a tie splits the gradient evenly (1/2 each); SymPy: Heaviside(0) = 1/2; central difference: the average of both sides", vjp=("g * ((a > b) + (a >= b)) / 2", "g * ((b > a) + (b >= a)) / 2"),
+    dd=lambda D, a, b: D.maximum(a, b),
 )  # fmt: skip
 elementwise(
     "min", 2, lambda N, a, b: N.minimum(a, b), lambda T, a, b: T.minimum(T.as_tensor(a), T.as_tensor(b)),
     lambda S, a, b: _each(S.Min, a, b), lambda M, a, b: _mp(M, min, a, b), "the smaller of a and b",
     kink=lambda N, a, b: a - b, kink_doc="where a = b", analytic=False,
     convention="torch: a tie splits the gradient evenly (1/2 each); SymPy: Heaviside(0) = 1/2; central difference: the average of both sides", vjp=("g * ((a < b) + (a <= b)) / 2", "g * ((b < a) + (b <= a)) / 2"),
+    dd=lambda D, a, b: D.minimum(a, b),
 )  # fmt: skip
 elementwise(
     "atan2", 2, lambda N, a, b: N.arctan2(a, b), lambda T, a, b: T.atan2(T.as_tensor(a), T.as_tensor(b)),

@@ -483,6 +483,7 @@ _add(
         analytic=False,
         incremental=inc.pool,
         attrs=_POOL_ATTRS,
+        dd=lambda D, args, shapes, size, stride: D.top(D.each(lambda part: _flat_windows(part, size, stride), args[0])),
         dd_vjp=lambda D, args, g, shapes, size, stride: _maxpool_dd_vjp(D, args[0], g, size, stride),
     )
 )  # fmt: skip

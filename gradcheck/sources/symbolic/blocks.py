@@ -369,6 +369,17 @@ def _dd_form(expr: Any, args: list[Any]) -> Partial | None:
                 return acc
 
             return fold
+        if e.func.__name__ == "Heaviside":  # Heaviside(z, h0): 1 above 0, h0 (1/2) at 0, 0 below
+            inner = build(e.args[0])
+            at_zero = float(e.args[1]) if len(e.args) > 1 else 0.5
+            if inner is None or not (len(e.args) == 1 or e.args[1].is_Rational):
+                return None
+
+            def step(v: list[D.DD]) -> D.DD:
+                z = D.sign(inner(v))  # type: ignore[misc]
+                return D.DD(np.select([z > 0, z == 0], [1.0, at_zero], 0.0))
+
+            return step
         if e.is_Pow and e.exp.is_Integer:
             base = build(e.base)
             n = int(e.exp)
