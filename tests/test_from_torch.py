@@ -377,6 +377,23 @@ def test_detach_is_named_with_the_line_and_the_fix():
     assert exact(gc.check(model), "w") == pytest.approx(3.0, abs=1e-15)
 
 
+def test_no_grad_around_a_traced_value_is_named_with_the_line_and_the_fix():
+    def fn(p, s):
+        with torch.no_grad():
+            h = torch.tanh(p["w"] * s["x"])
+        return (h * p["w"] - s["y"]) ** 2
+
+    line = fn.__code__.co_firstlineno + 2
+    data = {"x": torch.tensor([1.0, 2.0]), "y": torch.tensor([1.0, 2.0])}
+    with pytest.raises(gc.ModelError, match=rf"test_from_torch\.py:{line}:\d+: .* with gradients off") as err:
+        gc.from_torch(fn, params={"w": torch.tensor(0.5)}, data=data)
+    assert "remove the no_grad block" in str(err.value)
+    # tracing from inside no_grad (a notebook cell, say) is not the same thing: fn itself turns nothing off
+    with torch.no_grad():
+        model = gc.from_torch(lambda p, s: p["w"] * 3.0, params={"w": torch.tensor(0.5)})
+    assert exact(gc.check(model), "w") == pytest.approx(3.0, abs=1e-15)
+
+
 def test_what_the_new_mappings_cannot_hold_is_named():
     with pytest.raises(gc.ModelError, match=r"torch\.functional\.einsum: the equation 'ij,jk,kl->il'"):
         gc.from_torch(

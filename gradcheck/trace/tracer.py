@@ -104,6 +104,7 @@ class Recorder(TorchFunctionMode):
         self.counts: dict[str, int] = {}
         self.constants: dict[str, Any] = {}  # extra data columns: name -> value (the same for every sample)
         self.one_hots: dict[str, tuple[str, int]] = {}  # extra data columns: name -> (user column, classes)
+        self.grad_on = torch.is_grad_enabled()  # gradients off inside fn only: `with torch.no_grad():`
 
     # -- names ----------------------------------------------------------------
 
@@ -184,6 +185,13 @@ class Recorder(TorchFunctionMode):
                 "(`if`/`while` on a tensor, `.item()`, `float()`)",
                 fix="a model is one expression for every sample: write the choice with torch.where(...) "
                 "and keep values as tensors",
+            )
+        if self.grad_on and not torch.is_grad_enabled():
+            raise located(
+                f"{name} runs on a traced value with gradients off (torch.no_grad() or set_grad_enabled(False)): "
+                "torch's gradient would skip it, the exact derivative would not",
+                fix="remove the no_grad block from fn; a value meant to be a constant goes in `data` "
+                "(or is computed outside fn and passed in)",
             )
         rule = TABLE.get(name)
         if rule is None:
