@@ -34,26 +34,24 @@ CNN = HERE / "cnn.yaml"  # conv.yaml's params and data with ReLU and 2x2 max-poo
 ATTENTION = HERE / "attention.yaml"
 
 # The same functions in torch, as the subprocess runs them (per sample: no batch axis in the file).
-TORCH = {
-    "conv": """
+_CONV_START = """
 import sys, torch, yaml
 import torch.nn.functional as F
 doc = yaml.load(open(sys.argv[1]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 t = lambda v: torch.tensor(v, dtype=torch.float64)
 x, y = t(doc["data"]["x"]), t(doc["data"]["y"])
 k, b = t(doc["params"]["k"]).requires_grad_(), t(doc["params"]["b"]).requires_grad_()
+"""
+TORCH = {
+    "conv": _CONV_START
+    + """
 def f(k, b):
     h = torch.tanh(F.conv2d(x, k) + b)
     return ((h - y) ** 2).sum(dim=(1, 2, 3)).mean()
 assert torch.autograd.gradcheck(f, (k, b))
 """,
-    "cnn": """
-import sys, torch, yaml
-import torch.nn.functional as F
-doc = yaml.load(open(sys.argv[1]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-t = lambda v: torch.tensor(v, dtype=torch.float64)
-x, y = t(doc["data"]["x"]), t(doc["data"]["y"])
-k, b = t(doc["params"]["k"]).requires_grad_(), t(doc["params"]["b"]).requires_grad_()
+    "cnn": _CONV_START
+    + """
 def f(k, b):
     h = F.max_pool2d(torch.relu(F.conv2d(x, k) + b), 2)
     return ((h - y[:, :, 0:7, 0:7]) ** 2).sum(dim=(1, 2, 3)).mean()
