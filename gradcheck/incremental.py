@@ -104,8 +104,12 @@ class Context:
         """
         if self.flips is None or kink is None:
             return
-        before = np.sign(np.asarray(kink(np, *old)))
-        after = np.sign(np.asarray(kink(np, *new)))
+        self.sides_moved(np.sign(np.asarray(kink(np, *old))), np.sign(np.asarray(kink(np, *new))))
+
+    def sides_moved(self, before: Any, after: Any) -> None:
+        """Mark rows where the sign ``after`` differs from a nonzero sign ``before`` (broadcastable, rows first)."""
+        if self.flips is None:
+            return
         before, after = np.broadcast_arrays(before, after)
         moved = (before != 0) & (after != before)
         self.flips |= moved.reshape(self.rows, -1).any(axis=1) if moved.ndim else bool(moved)
@@ -302,19 +306,19 @@ def _elementwise_blocks(op: Any, node: Any, args: list[Value], base: Any, ctx: C
         if b.pos is not first.pos and not np.array_equal(b.pos, first.pos):
             return None
     lead = 1 + (1 if ctx.samples else 0)
-    parts, olds = [], []
+    parts, bases = [], []
     for a, n in zip(args, node.args):
         if isinstance(a, Block):
             gap = (1,) * (rank - len(a.shape))
             parts.append(a.vals.reshape(a.vals.shape[:lead] + gap + a.vals.shape[lead:]))
-            if ctx.flips is not None:
-                old = old_slices(a, ctx)
-                olds.append(old.reshape(old.shape[:lead] + gap + old.shape[lead:]))
+            bases.append(align(np.asarray(a.base), len(a.shape), rank))
         else:
             parts.append(_slab(a, len(n.shape), rank, axis, first.pos, ctx))
-            olds.append(parts[-1])
-    if ctx.flips is not None:
-        ctx.crossed(op.kink, parts, olds)
+            bases.append(align(a, len(n.shape), rank))
+    if ctx.flips is not None and op.kink is not None:
+        # the unperturbed sides: the kink quantity once on the whole operands, then the changed slices of it
+        before = np.sign(np.asarray(op.kink(np, *bases)))
+        ctx.sides_moved(_slab(before, rank, rank, axis, first.pos, ctx), np.sign(np.asarray(op.kink(np, *parts))))
     return _block(base, shape, axis, first.pos, op.numpy(np, *parts, **op.bind(node.attrs)), ctx)
 
 
@@ -684,6 +688,7 @@ def conv(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Valu
 # --- layers (pooling) ----------------------------------------------------------
 
 
+@takes_blocks
 def pool(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
     """A pooling op (``size=``, ``stride=``) over windows that do not overlap, one input element perturbed.
 
@@ -692,11 +697,15 @@ def pool(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Valu
     to it alone, so one output position changes (rows whose element no window
     covers keep the old output). A kink rule (a window's maximum) is tracked on
     the window. Declines overlapping windows (``stride`` below ``size``).
+    A :class:`Block` along the channel axis (a kernel element moves one output
+    channel of a convolution) stays one: :func:`pool_block`.
     """
     (a,) = args
     attrs = op.bind(node.attrs)
     if set(attrs) != {"size", "stride"} or len(a.shape) != 3 or attrs["size"] is None:
         return None
+    if isinstance(a, Block):
+        return pool_block(op, node, a, base, ctx)
     size = _per_axis(attrs["size"], 2)
     stride = _per_axis(attrs["size"] if attrs["stride"] is None else attrs["stride"], 2)
     if any(s < z for s, z in zip(stride, size)):
@@ -738,3 +747,27 @@ def pool(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Valu
     unchanged = gather(base, shape, out_pos)
     unchanged, got, mask = _pair(unchanged, got, inside)
     return Sparse(base, shape, out_pos, np.where(mask, got, unchanged))
+
+
+def pool_block(op: Any, node: Any, a: Block, base: Any, ctx: Context) -> Value:
+    """A pooling op (any ``size=``, ``stride=``) on a :class:`Block` along the channel axis: a block again.
+
+    Pooling works on each channel alone, so the op's own NumPy form on the
+    changed channel is the changed output channel. Kinks (a window's maximum)
+    are tracked on that channel only: the unperturbed sides are the kink
+    quantity of the whole unperturbed input, its changed channels taken out
+    (the others cannot cross). Declines a block along a spatial axis.
+    """
+    attrs = op.bind(node.attrs)
+    if a.axis != 0 or len(a.shape) != 3 or len(node.shape) != 3:
+        return None
+    lead = 1 + (1 if ctx.samples else 0)
+    vals = np.asarray(a.vals)
+    new = vals.reshape(vals.shape[:lead] + (1,) + vals.shape[lead:])  # (M,) [+ samples] + (1, H, W)
+    channel = (1,) + tuple(a.shape[1:])
+    if ctx.flips is not None and op.kink is not None:
+        before = np.sign(np.asarray(op.kink(np, [np.asarray(a.base)], [tuple(a.shape)], **attrs)))
+        after = np.sign(np.asarray(op.kink(np, [new], [channel], **attrs)))
+        ctx.sides_moved(_slab(before, 3, 3, 0, a.pos, ctx), after.reshape(after.shape[:lead] + after.shape[lead + 1 :]))
+    got = np.asarray(op.numpy(np, [new], [channel], **attrs))
+    return _block(base, tuple(node.shape), 0, a.pos, got.reshape(got.shape[:lead] + got.shape[lead + 1 :]), ctx)
