@@ -192,7 +192,8 @@ def _slab(arr: Any, rank: int, out_rank: int, axis: int, pos: np.ndarray, ctx: C
     if a.shape[nb + axis] == 1:
         s = np.take(a, 0, axis=nb + axis)[None]
     else:
-        s = np.moveaxis(np.take(a, pos, axis=nb + axis), nb + axis, 0)
+        # the slices made contiguous first (an array the size of one row): each row's slice is then one copy
+        s = np.ascontiguousarray(np.moveaxis(a, nb + axis, 0))[pos]
     if ctx.samples and nb == 0:
         s = s[:, None]
     return s
@@ -610,7 +611,7 @@ def conv_kernel(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
     lead = len(xb)
     w = np.moveaxis(w, [lead] + list(range(w.ndim - d, w.ndim)), list(range(d + 1)))  # (C, *K) + xb + out
     o, c, *offsets = np.unravel_index(k.pos, k.shape)
-    taps = w[(c, *offsets)]  # (M,) + xb + out
+    taps = np.ascontiguousarray(w)[(c, *offsets)]  # (M,) + xb + out, each row one copy
     delta = np.asarray(k.vals - k.old())
     extra = delta.shape[1:]
     if len(extra) > len(xb):
@@ -621,6 +622,9 @@ def conv_kernel(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
         change = change[:, None]
     shape = tuple(node.shape)
     old = _slab(np.asarray(base), len(shape), len(shape), 0, o, ctx)  # (M,) [+ samples] + out
+    if old.shape == change.shape and old.dtype == np.result_type(old, change):
+        np.add(old, change, out=old)  # old is a fresh gather: no temporary
+        return _block(base, shape, 0, o, old, ctx)
     return _block(base, shape, 0, o, old + change, ctx)
 
 

@@ -101,6 +101,33 @@ def crossings(
     return ctx.flips
 
 
+def _kink_operands(model: Model) -> set[int]:
+    """The ids of the nodes a kinked function's value depends on (the kinked ones too), up to the loss.
+
+    Crossings need only these per perturbation row; every other node's rows
+    are never looked at.
+    """
+    entries = list(model.entries.items())
+    keys = [key for key, _ in entries]
+    if model.loss in keys:
+        entries = entries[: keys.index(model.loss) + 1]
+    used: set[str] = set()  # entries some kinked function depends on
+    out: set[int] = set()
+
+    def mark(node: Node, under: bool) -> None:
+        under = under or (node.op in OPS and OPS[node.op].kink is not None)
+        if under:
+            out.add(id(node))
+            if node.op == "name":
+                used.add(str(node.value))
+        for a in node.args:
+            mark(a, under)
+
+    for key, node in reversed(entries):
+        mark(node, key in used)
+    return out
+
+
 def _evaluate(
     model: Model,
     params: Mapping[str, np.ndarray],
@@ -121,6 +148,9 @@ def _evaluate(
             return densify(value, ctx)
         return value.array if isinstance(value, Batched) else value
 
+    # tracking crossings, only what reaches a kinked function is evaluated per row (the rest at the point)
+    needed = _kink_operands(model) if ctx.flips is not None else None
+
     def run(node: Node) -> tuple[Value, Any]:
         if node.op == "num":
             v = interp.number(node, "numpy", np)
@@ -135,6 +165,8 @@ def _evaluate(
         args, base_args = [d[0] for d in done], [d[1] for d in done]
         base = interp.apply(node, base_args, "numpy", np)
         if not any(isinstance(a, (Sparse, Block, Batched)) for a in args):
+            return base, base
+        if needed is not None and id(node) not in needed:
             return base, base
         out = None
         op = OPS[node.op]

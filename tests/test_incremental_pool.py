@@ -167,7 +167,7 @@ def test_pool_rule_declines_a_spatial_block():
 
 
 def _by_hand(x, size, stride):
-    """``x_j - max(others)`` per window element, windows row-major, elements row-major: (C, oH, oW * kh * kw)."""
+    """``x_j - max(others)`` per window element: (C, oH, oW, kh * kw), the elements row-major."""
     c, h, w = x.shape
     kh, kw = size
     sh, sw = stride
@@ -177,7 +177,7 @@ def _by_hand(x, size, stride):
         win = x[ch, i * sh : i * sh + kh, j * sw : j * sw + kw].reshape(-1)
         for e in range(win.size):
             out[ch, i, j, e] = win[e] - max(np.delete(win, e)) if win.size > 1 else 1.0
-    return out.reshape(c, oh, -1)
+    return out
 
 
 @pytest.mark.parametrize(("size", "stride"), [((2, 2), (2, 2)), ((3, 2), (1, 2)), ((1, 1), (1, 1)), ((2, 3), (3, 1))])
@@ -186,7 +186,10 @@ def test_maxpool_kink_quantity_by_hand(size, stride):
     x = rng.integers(-2, 3, size=(2, 7, 8)).astype(float)  # small integers: many ties (quantity 0)
     op = OPS["maxpool2d"]
     got = op.kink(np, [x], [x.shape], size=list(size), stride=list(stride))
-    np.testing.assert_array_equal(got, _by_hand(x, size, stride))
+    want = _by_hand(x, size, stride)  # (C, oH, oW, k); the quantity is (C, k, oH * oW)
+    c, oh, ow, k = want.shape
+    assert got.shape == (c, k, oh * ow)
+    np.testing.assert_array_equal(got.reshape(c, k, oh, ow).transpose(0, 2, 3, 1), want)
     if size != (1, 1):
         assert (got == 0).any() and (got > 0).any() and (got < 0).any()
     pooled = op.numpy(np, [x], [x.shape], size=list(size), stride=list(stride))
@@ -197,5 +200,6 @@ def test_maxpool_kink_quantity_by_hand(size, stride):
 def test_maxpool_kink_quantity_of_a_window_with_nan():
     x = np.array([[[1.0, np.nan, 3.0, 4.0], [0.0, 2.0, 5.0, -1.0]]])
     got = OPS["maxpool2d"].kink(np, [x], [x.shape], size=2, stride=None)
-    assert np.isnan(got[0, 0, :4]).all()  # the window with a nan: no side anywhere
-    np.testing.assert_array_equal(got[0, 0, 4:], [3.0 - 5.0, 4.0 - 5.0, 5.0 - 4.0, -1.0 - 5.0])
+    assert got.shape == (1, 4, 2)  # (C, window element, window)
+    assert np.isnan(got[0, :, 0]).all()  # the window with a nan: no side anywhere
+    np.testing.assert_array_equal(got[0, :, 1], [3.0 - 5.0, 4.0 - 5.0, 5.0 - 4.0, -1.0 - 5.0])

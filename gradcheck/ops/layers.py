@@ -359,28 +359,32 @@ def _pool_mp(M: Any, x: Any, size: Any, stride: Any, kind: str) -> Any:
 def _maxpool_kink(N: Any, x: Any, size: Any = None, stride: Any = None) -> Any:
     """Per window element ``x_j - max(the others)``: zero where the top ties, its sign flips when the argmax moves.
 
-    Positive at each window's maximum, negative elsewhere; shaped ``batch + (C, oH, oW*size*size)``
-    (the output's per-sample rank, as every kink quantity: the last axis holds each window's elements in turn).
-    The maximum of the others is the larger of the running maxima before and after ``j`` (a nan anywhere in a
-    window makes all its quantities nan).
+    Positive at each window's maximum, negative elsewhere; shaped ``batch + (C, size*size, oH*oW)``
+    (the input's per-sample rank with the channel axis first, as every kink quantity of a pooling: the
+    middle axis is the element of the window, the last the window). The maximum of the others is the
+    larger of the running maxima before and after ``j`` (a nan anywhere in a window makes all its
+    quantities nan).
     """
     parts = _window_elements(N.asarray(x), size, stride)
     k = len(parts)
+    shape = tuple(parts[0].shape)  # batch + (C, oH, oW)
     if k == 1:
-        q = N.ones_like(parts[0])[..., None]
-    else:
-        before = [parts[0]]  # before[j]: max of elements 0..j
-        for part in parts[1:-1]:
-            before.append(N.maximum(before[-1], part))
-        after = [parts[-1]]  # after[i]: max of elements k-1-i..k-1
-        for part in parts[-2:0:-1]:
-            after.append(N.maximum(after[-1], part))
-        q = N.empty(parts[0].shape + (k,), dtype=N.result_type(parts[0]))
-        q[..., 0] = parts[0] - after[k - 2]
-        q[..., k - 1] = parts[k - 1] - before[k - 2]
-        for j in range(1, k - 1):
-            q[..., j] = parts[j] - N.maximum(before[j - 1], after[k - 2 - j])
-    return q.reshape(q.shape[:-2] + (-1,))
+        return N.ones_like(parts[0]).reshape(shape[:-2] + (1, -1))
+    elems = N.empty((k,) + shape, dtype=N.result_type(parts[0]))  # each element contiguous: fast maxima
+    for j, part in enumerate(parts):
+        elems[j] = part
+    before = [elems[0]]  # before[j]: max of elements 0..j
+    for j in range(1, k - 1):
+        before.append(N.maximum(before[-1], elems[j]))
+    after = [elems[k - 1]]  # after[i]: max of elements k-1-i..k-1
+    for j in range(k - 2, 0, -1):
+        after.append(N.maximum(after[-1], elems[j]))
+    q = N.empty(shape[:-2] + (k,) + shape[-2:], dtype=elems.dtype)
+    N.subtract(elems[0], after[k - 2], out=q[..., 0, :, :])
+    N.subtract(elems[k - 1], before[k - 2], out=q[..., k - 1, :, :])
+    for j in range(1, k - 1):
+        N.subtract(elems[j], N.maximum(before[j - 1], after[k - 2 - j]), out=q[..., j, :, :])
+    return q.reshape(shape[:-2] + (k, -1))
 
 
 # --- vector-Jacobian rules (model-language templates, see ``Op.vjp``) ----------------------
