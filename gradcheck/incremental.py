@@ -89,6 +89,7 @@ class Context:
     max_values: int | None = None
     flips: np.ndarray | None = None  # per row: a kinked function crossed its kink (when tracked)
     widest: int = 0  # the most values one row held in one value (see held)
+    values: bool = True  # the op's perturbed value is looked at (tracking crossings, a kinked op's may not be)
 
     def held(self, value: Any) -> None:
         """Note how many values per row ``value`` holds (:attr:`widest`)."""
@@ -104,14 +105,25 @@ class Context:
         """
         if self.flips is None or kink is None:
             return
-        self.sides_moved(np.sign(np.asarray(kink(np, *old))), np.sign(np.asarray(kink(np, *new))))
+        self.sides_moved(sides(kink(np, *old)), kink(np, *new))
 
     def sides_moved(self, before: Any, after: Any) -> None:
-        """Mark rows where the sign ``after`` differs from a nonzero sign ``before`` (broadcastable, rows first)."""
+        """Mark rows where the kink quantity ``after`` leaves the side ``before`` (:func:`sides`, nonzero).
+
+        ``before`` and ``after`` broadcast, rows first. A quantity on the kink
+        (0) or nan has left every side; a nan side ``before`` is left by every
+        quantity (as ``sign(after) != sign(before)`` of floats says).
+        """
         if self.flips is None:
             return
-        before, after = np.broadcast_arrays(before, after)
-        moved = (before != 0) & (after != before)
+        after = np.asarray(after)
+        if np.iscomplexobj(after):
+            now = np.sign(after)
+            before = np.where(before == 2, np.nan, before)
+        else:
+            now = np.asarray(after > 0).view(np.int8) - np.asarray(after < 0).view(np.int8)  # nan: 0
+        before, now = np.broadcast_arrays(before, now)
+        moved = (before != 0) & (now != before)
         self.flips |= moved.reshape(self.rows, -1).any(axis=1) if moved.ndim else bool(moved)
 
     def batched(self, arr: Any, shape: tuple[int, ...]) -> Batched:
@@ -120,6 +132,17 @@ class Context:
         if self.samples and arr.ndim == 1 + len(shape):
             arr = arr.reshape(arr.shape[:1] + (1,) + arr.shape[1:])
         return Batched(arr)
+
+
+def sides(q: Any) -> np.ndarray:
+    """The side of its kink each kink quantity is on, as int8: 1 above, -1 below, 0 on it, 2 for nan."""
+    q = np.asarray(q)
+    if np.iscomplexobj(q):
+        return np.sign(q)  # type: ignore[no-any-return]
+    out = np.asarray(np.asarray(q > 0).view(np.int8) - np.asarray(q < 0).view(np.int8))
+    if q.dtype.kind == "f":
+        out[np.isnan(q)] = 2
+    return out
 
 
 def gather(arr: Any, shape: tuple[int, ...], pos: np.ndarray) -> np.ndarray:
@@ -318,8 +341,8 @@ def _elementwise_blocks(op: Any, node: Any, args: list[Value], base: Any, ctx: C
             bases.append(align(a, len(n.shape), rank))
     if ctx.flips is not None and op.kink is not None:
         # the unperturbed sides: the kink quantity once on the whole operands, then the changed slices of it
-        before = np.sign(np.asarray(op.kink(np, *bases)))
-        ctx.sides_moved(_slab(before, rank, rank, axis, first.pos, ctx), np.sign(np.asarray(op.kink(np, *parts))))
+        before = sides(op.kink(np, *bases))
+        ctx.sides_moved(_slab(before, rank, rank, axis, first.pos, ctx), op.kink(np, *parts))
     return _block(base, shape, axis, first.pos, op.numpy(np, *parts, **op.bind(node.attrs)), ctx)
 
 
@@ -770,8 +793,10 @@ def pool_block(op: Any, node: Any, a: Block, base: Any, ctx: Context) -> Value:
     new = vals.reshape(vals.shape[:lead] + (1,) + vals.shape[lead:])  # (M,) [+ samples] + (1, H, W)
     channel = (1,) + tuple(a.shape[1:])
     if ctx.flips is not None and op.kink is not None:
-        before = np.sign(np.asarray(op.kink(np, [np.asarray(a.base)], [tuple(a.shape)], **attrs)))
-        after = np.sign(np.asarray(op.kink(np, [new], [channel], **attrs)))
+        before = sides(op.kink(np, [np.asarray(a.base)], [tuple(a.shape)], **attrs))
+        after = np.asarray(op.kink(np, [new], [channel], **attrs))
         ctx.sides_moved(_slab(before, 3, 3, 0, a.pos, ctx), after.reshape(after.shape[:lead] + after.shape[lead + 1 :]))
+    if not ctx.values:
+        return np.asarray(base)  # only its crossings were wanted: the rows' values are never read
     got = np.asarray(op.numpy(np, [new], [channel], **attrs))
     return _block(base, tuple(node.shape), 0, a.pos, got.reshape(got.shape[:lead] + got.shape[lead + 1 :]), ctx)
