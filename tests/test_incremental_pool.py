@@ -203,3 +203,39 @@ def test_maxpool_kink_quantity_of_a_window_with_nan():
     assert got.shape == (1, 4, 2)  # (C, window element, window)
     assert np.isnan(got[0, :, 0]).all()  # the window with a nan: no side anywhere
     np.testing.assert_array_equal(got[0, :, 1], [3.0 - 5.0, 4.0 - 5.0, 5.0 - 4.0, -1.0 - 5.0])
+
+
+def test_side_codes_move_as_float_signs_do():
+    # every pair of special values: a row moves where sign(after) != sign(before) != 0, nan unequal to all
+    special = np.array([2.0, -3.0, 0.0, -0.0, np.nan, np.inf, -np.inf, 1e-310, -1e-310])
+    before, after = np.meshgrid(special, special, indexing="ij")
+    before, after = before.reshape(-1, 1), after.reshape(-1, 1)  # one row per pair
+    ctx = incremental.Context(rows=before.shape[0], samples=False, flips=np.zeros(before.shape[0], dtype=bool))
+    ctx.sides_moved(incremental.sides(before), after)
+    with np.errstate(invalid="ignore"):
+        want = ((np.sign(before) != 0) & (np.sign(after) != np.sign(before)))[:, 0]
+    np.testing.assert_array_equal(ctx.flips, want)
+    assert want.any() and not want.all()
+    np.testing.assert_array_equal(incremental.sides(special), [1, -1, 0, 0, 2, 1, -1, 1, -1])
+
+
+def test_crossings_of_kinks_before_and_after_the_loss_reads_them():
+    # entries: a kinked value read by a later kink (h), one read by nothing kinked (the loss's abs), an
+    # entry no kink reads (u): the crossings are those of evaluating every perturbed copy
+    model = gc.Model.from_dict(
+        {
+            **SPEC,
+            "model": {
+                "h": "maxpool2d(relu(conv2d(x, K) + c), 2)",
+                "u": "tanh(conv2d(x, K))",
+                "v": "relu(h - 0.3) + sum(u)",
+                "loss": "sum(abs(v - m)) + sum(maxpool2d(u, 2))",
+            },
+        }
+    )
+    point = model.param_values()
+    for step in (1.0, 0.05, 1e-4):
+        for name in ("K", "c"):
+            idx, vals = rows(point, name, step)
+            got = perturb.crossings(model, point, name, idx, vals, "float64")
+            np.testing.assert_array_equal(got, plain_crossings(model, point, name, idx, vals), err_msg=name)
