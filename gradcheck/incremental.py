@@ -640,7 +640,10 @@ def conv_kernel(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
     if len(extra) > len(xb):
         return None
     delta = delta.reshape(delta.shape + (1,) * (taps.ndim - delta.ndim))
-    change = delta * taps  # (M,) + batch + out
+    if delta.shape[1:] == (1,) * (delta.ndim - 1) and taps.dtype == np.result_type(delta, taps):
+        change = np.multiply(taps, delta, out=taps)  # taps is a fresh gather: no temporary
+    else:
+        change = delta * taps  # (M,) + batch + out
     if ctx.samples and not xb and not extra:
         change = change[:, None]
     shape = tuple(node.shape)

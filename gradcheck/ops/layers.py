@@ -379,12 +379,12 @@ def _maxpool_kink(N: Any, x: Any, size: Any = None, stride: Any = None) -> Any:
     after = [elems[k - 1]]  # after[i]: max of elements k-1-i..k-1
     for j in range(k - 2, 0, -1):
         after.append(N.maximum(after[-1], elems[j]))
-    q = N.empty(shape[:-2] + (k,) + shape[-2:], dtype=elems.dtype)
-    N.subtract(elems[0], after[k - 2], out=q[..., 0, :, :])
-    N.subtract(elems[k - 1], before[k - 2], out=q[..., k - 1, :, :])
+    q = N.empty_like(elems)  # (k,) + batch + (C, oH, oW), then viewed with the element axis after C
+    N.subtract(elems[0], after[k - 2], out=q[0])
+    N.subtract(elems[k - 1], before[k - 2], out=q[k - 1])
     for j in range(1, k - 1):
-        N.subtract(elems[j], N.maximum(before[j - 1], after[k - 2 - j]), out=q[..., j, :, :])
-    return q.reshape(shape[:-2] + (k, -1))
+        N.subtract(elems[j], N.maximum(before[j - 1], after[k - 2 - j]), out=q[j])
+    return N.moveaxis(q, 0, -3).reshape(shape[:-2] + (k, -1))
 
 
 # --- vector-Jacobian rules (model-language templates, see ``Op.vjp``) ----------------------
