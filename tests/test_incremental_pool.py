@@ -239,3 +239,28 @@ def test_crossings_of_kinks_before_and_after_the_loss_reads_them():
             idx, vals = rows(point, name, step)
             got = perturb.crossings(model, point, name, idx, vals, "float64")
             np.testing.assert_array_equal(got, plain_crossings(model, point, name, idx, vals), err_msg=name)
+
+
+@pytest.mark.parametrize("step", [1.0, 0.05, 1e-4])
+def test_pooled_blocks_without_data(step):
+    # parameters only: blocks without a sample axis, values and crossings as every perturbed copy gives them
+    spec = {
+        "params": {"K": SPEC["params"]["K"], "c": SPEC["params"]["c"], "P": SPEC["params"]["P"]},
+        "model": {"loss": "sum(maxpool2d(relu(conv2d(P, K) + c), 2) ** 2) + sum(abs(maxpool2d(conv2d(P, K), 3)))"},
+    }
+    model = gc.Model.from_dict(spec)
+    point = model.param_values()
+    for name in ("K", "c"):
+        idx, vals = rows(point, name, step)
+        got = perturb.per_sample(model, point, name, idx, vals, "float64")
+        moved = moved_copies(point, name, idx, vals)[:, 0]  # no sample axis
+        want = lines.per_sample(model, {**point, name: moved}, "float64")
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.max(np.abs(want)), err_msg=name)
+        before = lines.kink_sides(model, point, "float64", ())
+        after = lines.kink_sides(model, {**point, name: moved}, "float64", (idx.size,))
+        crossed = np.zeros(idx.size, dtype=bool)
+        for here, there in zip(after, before):
+            crossed |= ((there != 0) & (here != there)).reshape(idx.size, -1).any(axis=1)
+        np.testing.assert_array_equal(perturb.crossings(model, point, name, idx, vals, "float64"), crossed)
+        if step == 1.0 and name == "K":
+            assert crossed.any()
