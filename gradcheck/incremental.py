@@ -215,8 +215,10 @@ def _slab(arr: Any, rank: int, out_rank: int, axis: int, pos: np.ndarray, ctx: C
     if a.shape[nb + axis] == 1:
         s = np.take(a, 0, axis=nb + axis)[None]
     else:
-        # the slices made contiguous first (an array the size of one row): each row's slice is then one copy
-        s = np.ascontiguousarray(np.moveaxis(a, nb + axis, 0))[pos]
+        s = np.moveaxis(a, nb + axis, 0)
+        if pos.size >= s.shape[0]:
+            s = np.ascontiguousarray(s)  # every slice at least once: each row's slice then one copy
+        s = s[pos]
     if ctx.samples and nb == 0:
         s = s[:, None]
     return s
@@ -634,7 +636,9 @@ def conv_kernel(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
     lead = len(xb)
     w = np.moveaxis(w, [lead] + list(range(w.ndim - d, w.ndim)), list(range(d + 1)))  # (C, *K) + xb + out
     o, c, *offsets = np.unravel_index(k.pos, k.shape)
-    taps = np.ascontiguousarray(w)[(c, *offsets)]  # (M,) + xb + out, each row one copy
+    if k.pos.size >= int(np.prod(w.shape[: d + 1])):
+        w = np.ascontiguousarray(w)  # every tap at least once: each row's taps then one copy
+    taps = w[(c, *offsets)]  # (M,) + xb + out
     delta = np.asarray(k.vals - k.old())
     extra = delta.shape[1:]
     if len(extra) > len(xb):
