@@ -332,19 +332,25 @@ def _elementwise_blocks(op: Any, node: Any, args: list[Value], base: Any, ctx: C
         if b.pos is not first.pos and not np.array_equal(b.pos, first.pos):
             return None
     lead = 1 + (1 if ctx.samples else 0)
-    parts, bases = [], []
+    # the unperturbed sides: with a row for every slice, the kink quantity once on the whole operands and
+    # the changed slices of it; with fewer rows, the kink quantity of the unperturbed slices
+    whole = first.pos.size >= shape[axis]
+    parts, olds = [], []
     for a, n in zip(args, node.args):
         if isinstance(a, Block):
             gap = (1,) * (rank - len(a.shape))
             parts.append(a.vals.reshape(a.vals.shape[:lead] + gap + a.vals.shape[lead:]))
-            bases.append(align(np.asarray(a.base), len(a.shape), rank))
+            if ctx.flips is not None and whole:
+                olds.append(align(np.asarray(a.base), len(a.shape), rank))
+            elif ctx.flips is not None:
+                old = old_slices(a, ctx)
+                olds.append(old.reshape(old.shape[:lead] + gap + old.shape[lead:]))
         else:
             parts.append(_slab(a, len(n.shape), rank, axis, first.pos, ctx))
-            bases.append(align(a, len(n.shape), rank))
+            olds.append(align(a, len(n.shape), rank) if whole else parts[-1])
     if ctx.flips is not None and op.kink is not None:
-        # the unperturbed sides: the kink quantity once on the whole operands, then the changed slices of it
-        before = sides(op.kink(np, *bases))
-        ctx.sides_moved(_slab(before, rank, rank, axis, first.pos, ctx), op.kink(np, *parts))
+        before = sides(op.kink(np, *olds))
+        ctx.sides_moved(_slab(before, rank, rank, axis, first.pos, ctx) if whole else before, op.kink(np, *parts))
     return _block(base, shape, axis, first.pos, op.numpy(np, *parts, **op.bind(node.attrs)), ctx)
 
 
@@ -800,9 +806,15 @@ def pool_block(op: Any, node: Any, a: Block, base: Any, ctx: Context) -> Value:
     new = vals.reshape(vals.shape[:lead] + (1,) + vals.shape[lead:])  # (M,) [+ samples] + (1, H, W)
     channel = (1,) + tuple(a.shape[1:])
     if ctx.flips is not None and op.kink is not None:
-        before = sides(op.kink(np, [np.asarray(a.base)], [tuple(a.shape)], **attrs))
         after = np.asarray(op.kink(np, [new], [channel], **attrs))
-        ctx.sides_moved(_slab(before, 3, 3, 0, a.pos, ctx), after.reshape(after.shape[:lead] + after.shape[lead + 1 :]))
+        if a.pos.size >= a.shape[0]:  # a row for every channel: the sides once on the whole input, gathered
+            before = _slab(sides(op.kink(np, [np.asarray(a.base)], [tuple(a.shape)], **attrs)), 3, 3, 0, a.pos, ctx)
+        else:  # fewer rows: the sides of the unperturbed channels
+            old = old_slices(a, ctx)
+            old = old.reshape(old.shape[:lead] + (1,) + old.shape[lead:])
+            before = sides(op.kink(np, [old], [channel], **attrs))
+            before = before.reshape(before.shape[:lead] + before.shape[lead + 1 :])
+        ctx.sides_moved(before, after.reshape(after.shape[:lead] + after.shape[lead + 1 :]))
     if not ctx.values:
         return np.asarray(base)  # only its crossings were wanted: the rows' values are never read
     got = np.asarray(op.numpy(np, [new], [channel], **attrs))

@@ -264,3 +264,19 @@ def test_pooled_blocks_without_data(step):
         np.testing.assert_array_equal(perturb.crossings(model, point, name, idx, vals, "float64"), crossed)
         if step == 1.0 and name == "K":
             assert crossed.any()
+
+
+@pytest.mark.parametrize("loss", POOL_LOSSES)
+def test_kink_crossings_of_fewer_rows_than_channels(loss):
+    # two rows, three channels: the unperturbed sides come from the rows' own channels (not the whole input)
+    model = gc.Model.from_dict({**SPEC, "model": {"loss": loss}})
+    point = model.param_values()
+    idx = np.array([1, 17])  # channels 0 and 2
+    seen = np.zeros(2, dtype=bool)
+    for step in (2.0, 0.2, 0.03, 1e-4):
+        vals = point["K"].reshape(-1)[idx] + step * np.array([1.0, -1.0])
+        got = perturb.crossings(model, point, "K", idx, vals, "float64")
+        want = plain_crossings(model, point, "K", idx, vals)
+        np.testing.assert_array_equal(got, want, err_msg=str(step))
+        seen |= want
+    assert seen.any()
