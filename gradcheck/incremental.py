@@ -89,6 +89,7 @@ class Context:
     max_values: int | None = None
     flips: np.ndarray | None = None  # per row: a kinked function crossed its kink (when tracked)
     widest: int = 0  # the most values one row held in one value (see held)
+    values: bool = True  # the op's perturbed value is looked at (tracking crossings, a kinked op's may not be)
 
     def held(self, value: Any) -> None:
         """Note how many values per row ``value`` holds (:attr:`widest`)."""
@@ -104,10 +105,25 @@ class Context:
         """
         if self.flips is None or kink is None:
             return
-        before = np.sign(np.asarray(kink(np, *old)))
-        after = np.sign(np.asarray(kink(np, *new)))
-        before, after = np.broadcast_arrays(before, after)
-        moved = (before != 0) & (after != before)
+        self.sides_moved(sides(kink(np, *old)), kink(np, *new))
+
+    def sides_moved(self, before: Any, after: Any) -> None:
+        """Mark rows where the kink quantity ``after`` leaves the side ``before`` (:func:`sides`, nonzero).
+
+        ``before`` and ``after`` broadcast, rows first. A quantity on the kink
+        (0) or nan has left every side; a nan side ``before`` is left by every
+        quantity (as ``sign(after) != sign(before)`` of floats says).
+        """
+        if self.flips is None:
+            return
+        after = np.asarray(after)
+        if np.iscomplexobj(after):
+            now = np.sign(after)
+            before = np.where(before == 2, np.nan, before)
+        else:
+            now = np.asarray(after > 0).view(np.int8) - np.asarray(after < 0).view(np.int8)  # nan: 0
+        before, now = np.broadcast_arrays(before, now)
+        moved = (before != 0) & (now != before)
         self.flips |= moved.reshape(self.rows, -1).any(axis=1) if moved.ndim else bool(moved)
 
     def batched(self, arr: Any, shape: tuple[int, ...]) -> Batched:
@@ -116,6 +132,17 @@ class Context:
         if self.samples and arr.ndim == 1 + len(shape):
             arr = arr.reshape(arr.shape[:1] + (1,) + arr.shape[1:])
         return Batched(arr)
+
+
+def sides(q: Any) -> np.ndarray:
+    """The side of its kink each kink quantity is on, as int8: 1 above, -1 below, 0 on it, 2 for nan."""
+    q = np.asarray(q)
+    if np.iscomplexobj(q):
+        return np.sign(q)  # type: ignore[no-any-return]
+    out = np.asarray(np.asarray(q > 0).view(np.int8) - np.asarray(q < 0).view(np.int8))
+    if q.dtype.kind == "f":
+        out[np.isnan(q)] = 2
+    return out
 
 
 def gather(arr: Any, shape: tuple[int, ...], pos: np.ndarray) -> np.ndarray:
@@ -188,7 +215,10 @@ def _slab(arr: Any, rank: int, out_rank: int, axis: int, pos: np.ndarray, ctx: C
     if a.shape[nb + axis] == 1:
         s = np.take(a, 0, axis=nb + axis)[None]
     else:
-        s = np.moveaxis(np.take(a, pos, axis=nb + axis), nb + axis, 0)
+        s = np.moveaxis(a, nb + axis, 0)
+        if pos.size >= s.shape[0]:
+            s = np.ascontiguousarray(s)  # every slice at least once: each row's slice then one copy
+        s = s[pos]
     if ctx.samples and nb == 0:
         s = s[:, None]
     return s
@@ -302,19 +332,25 @@ def _elementwise_blocks(op: Any, node: Any, args: list[Value], base: Any, ctx: C
         if b.pos is not first.pos and not np.array_equal(b.pos, first.pos):
             return None
     lead = 1 + (1 if ctx.samples else 0)
+    # the unperturbed sides: with a row for every slice, the kink quantity once on the whole operands and
+    # the changed slices of it; with fewer rows, the kink quantity of the unperturbed slices
+    whole = first.pos.size >= shape[axis]
     parts, olds = [], []
     for a, n in zip(args, node.args):
         if isinstance(a, Block):
             gap = (1,) * (rank - len(a.shape))
             parts.append(a.vals.reshape(a.vals.shape[:lead] + gap + a.vals.shape[lead:]))
-            if ctx.flips is not None:
+            if ctx.flips is not None and whole:
+                olds.append(align(np.asarray(a.base), len(a.shape), rank))
+            elif ctx.flips is not None:
                 old = old_slices(a, ctx)
                 olds.append(old.reshape(old.shape[:lead] + gap + old.shape[lead:]))
         else:
             parts.append(_slab(a, len(n.shape), rank, axis, first.pos, ctx))
-            olds.append(parts[-1])
-    if ctx.flips is not None:
-        ctx.crossed(op.kink, parts, olds)
+            olds.append(align(a, len(n.shape), rank) if whole else parts[-1])
+    if ctx.flips is not None and op.kink is not None:
+        before = sides(op.kink(np, *olds))
+        ctx.sides_moved(_slab(before, rank, rank, axis, first.pos, ctx) if whole else before, op.kink(np, *parts))
     return _block(base, shape, axis, first.pos, op.numpy(np, *parts, **op.bind(node.attrs)), ctx)
 
 
@@ -606,17 +642,25 @@ def conv_kernel(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) 
     lead = len(xb)
     w = np.moveaxis(w, [lead] + list(range(w.ndim - d, w.ndim)), list(range(d + 1)))  # (C, *K) + xb + out
     o, c, *offsets = np.unravel_index(k.pos, k.shape)
+    if k.pos.size >= int(np.prod(w.shape[: d + 1])):
+        w = np.ascontiguousarray(w)  # every tap at least once: each row's taps then one copy
     taps = w[(c, *offsets)]  # (M,) + xb + out
     delta = np.asarray(k.vals - k.old())
     extra = delta.shape[1:]
     if len(extra) > len(xb):
         return None
     delta = delta.reshape(delta.shape + (1,) * (taps.ndim - delta.ndim))
-    change = delta * taps  # (M,) + batch + out
+    if delta.shape[1:] == (1,) * (delta.ndim - 1) and taps.dtype == np.result_type(delta, taps):
+        change = np.multiply(taps, delta, out=taps)  # taps is a fresh gather: no temporary
+    else:
+        change = delta * taps  # (M,) + batch + out
     if ctx.samples and not xb and not extra:
         change = change[:, None]
     shape = tuple(node.shape)
     old = _slab(np.asarray(base), len(shape), len(shape), 0, o, ctx)  # (M,) [+ samples] + out
+    if old.shape == change.shape and old.dtype == np.result_type(old, change):
+        np.add(old, change, out=old)  # old is a fresh gather: no temporary
+        return _block(base, shape, 0, o, old, ctx)
     return _block(base, shape, 0, o, old + change, ctx)
 
 
@@ -684,6 +728,7 @@ def conv(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Valu
 # --- layers (pooling) ----------------------------------------------------------
 
 
+@takes_blocks
 def pool(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Value:
     """A pooling op (``size=``, ``stride=``) over windows that do not overlap, one input element perturbed.
 
@@ -692,11 +737,15 @@ def pool(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Valu
     to it alone, so one output position changes (rows whose element no window
     covers keep the old output). A kink rule (a window's maximum) is tracked on
     the window. Declines overlapping windows (``stride`` below ``size``).
+    A :class:`Block` along the channel axis (a kernel element moves one output
+    channel of a convolution) stays one: :func:`pool_block`.
     """
     (a,) = args
     attrs = op.bind(node.attrs)
     if set(attrs) != {"size", "stride"} or len(a.shape) != 3 or attrs["size"] is None:
         return None
+    if isinstance(a, Block):
+        return pool_block(op, node, a, base, ctx)
     size = _per_axis(attrs["size"], 2)
     stride = _per_axis(attrs["size"] if attrs["stride"] is None else attrs["stride"], 2)
     if any(s < z for s, z in zip(stride, size)):
@@ -738,3 +787,35 @@ def pool(op: Any, node: Any, args: list[Value], base: Any, ctx: Context) -> Valu
     unchanged = gather(base, shape, out_pos)
     unchanged, got, mask = _pair(unchanged, got, inside)
     return Sparse(base, shape, out_pos, np.where(mask, got, unchanged))
+
+
+def pool_block(op: Any, node: Any, a: Block, base: Any, ctx: Context) -> Value:
+    """A pooling op (any ``size=``, ``stride=``) on a :class:`Block` along the channel axis: a block again.
+
+    Pooling works on each channel alone, so the op's own NumPy form on the
+    changed channel is the changed output channel. Kinks (a window's maximum)
+    are tracked on that channel only: the unperturbed sides are the kink
+    quantity of the whole unperturbed input, its changed channels taken out
+    (the others cannot cross). Declines a block along a spatial axis.
+    """
+    attrs = op.bind(node.attrs)
+    if a.axis != 0 or len(a.shape) != 3 or len(node.shape) != 3:
+        return None
+    lead = 1 + (1 if ctx.samples else 0)
+    vals = np.asarray(a.vals)
+    new = vals.reshape(vals.shape[:lead] + (1,) + vals.shape[lead:])  # (M,) [+ samples] + (1, H, W)
+    channel = (1,) + tuple(a.shape[1:])
+    if ctx.flips is not None and op.kink is not None:
+        after = np.asarray(op.kink(np, [new], [channel], **attrs))
+        if a.pos.size >= a.shape[0]:  # a row for every channel: the sides once on the whole input, gathered
+            before = _slab(sides(op.kink(np, [np.asarray(a.base)], [tuple(a.shape)], **attrs)), 3, 3, 0, a.pos, ctx)
+        else:  # fewer rows: the sides of the unperturbed channels
+            old = old_slices(a, ctx)
+            old = old.reshape(old.shape[:lead] + (1,) + old.shape[lead:])
+            before = sides(op.kink(np, [old], [channel], **attrs))
+            before = before.reshape(before.shape[:lead] + before.shape[lead + 1 :])
+        ctx.sides_moved(before, after.reshape(after.shape[:lead] + after.shape[lead + 1 :]))
+    if not ctx.values:
+        return np.asarray(base)  # only its crossings were wanted: the rows' values are never read
+    got = np.asarray(op.numpy(np, [new], [channel], **attrs))
+    return _block(base, tuple(node.shape), 0, a.pos, got.reshape(got.shape[:lead] + got.shape[lead + 1 :]), ctx)

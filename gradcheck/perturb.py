@@ -101,6 +101,37 @@ def crossings(
     return ctx.flips
 
 
+def _kink_operands(model: Model) -> tuple[set[int], set[int]]:
+    """Up to the loss, the ids of the nodes a kinked function depends on (the kinked ones too), and of those
+    whose value it depends on (the kinked ones only when under another).
+
+    Crossings need only the first per perturbation row, and the values of the
+    second; every other node's rows are never looked at.
+    """
+    entries = list(model.entries.items())
+    keys = [key for key, _ in entries]
+    if model.loss in keys:
+        entries = entries[: keys.index(model.loss) + 1]
+    used: set[str] = set()  # entries some kinked function depends on
+    reach: set[int] = set()
+    values: set[int] = set()
+
+    def mark(node: Node, under: bool) -> None:
+        kinked = node.op in OPS and OPS[node.op].kink is not None
+        if under or kinked:
+            reach.add(id(node))
+        if under:
+            values.add(id(node))
+            if node.op == "name":
+                used.add(str(node.value))
+        for a in node.args:
+            mark(a, under or kinked)
+
+    for key, node in reversed(entries):
+        mark(node, key in used)
+    return reach, values
+
+
 def _evaluate(
     model: Model,
     params: Mapping[str, np.ndarray],
@@ -121,6 +152,9 @@ def _evaluate(
             return densify(value, ctx)
         return value.array if isinstance(value, Batched) else value
 
+    # tracking crossings, only what reaches a kinked function is evaluated per row (the rest at the point)
+    needed, values = _kink_operands(model) if ctx.flips is not None else (None, set())
+
     def run(node: Node) -> tuple[Value, Any]:
         if node.op == "num":
             v = interp.number(node, "numpy", np)
@@ -136,6 +170,9 @@ def _evaluate(
         base = interp.apply(node, base_args, "numpy", np)
         if not any(isinstance(a, (Sparse, Block, Batched)) for a in args):
             return base, base
+        if needed is not None and id(node) not in needed:
+            return base, base
+        ctx.values = needed is None or id(node) in values
         out = None
         op = OPS[node.op]
         rule = op.incremental

@@ -287,10 +287,28 @@ def _maxpool_dd_vjp(D: Any, x: Any, g: Any, size: Any, stride: Any) -> Any:
     return out
 
 
+def _window_elements(x: Any, size: Any, stride: Any) -> list[Any]:
+    """Each window element in turn (row-major in the window): ``kH*kW`` strided views ``batch + (C, oH, oW)``.
+
+    What :func:`_flat_windows` holds along its last axis, without the copy its reshape makes.
+    """
+    sz, st = _pool_args(None, size, stride)
+    oh, ow = (x.shape[-2] - sz[0]) // st[0] + 1, (x.shape[-1] - sz[1]) // st[1] + 1
+    return [
+        x[..., i : i + st[0] * (oh - 1) + 1 : st[0], j : j + st[1] * (ow - 1) + 1 : st[1]]
+        for i in range(sz[0])
+        for j in range(sz[1])
+    ]
+
+
 def _maxpool_np(N: Any, x: Any, size: Any, stride: Any) -> Any:
     import numpy as np
 
-    return _flat_windows(np.asarray(x), size, stride).max(axis=-1)
+    parts = _window_elements(np.asarray(x), size, stride)
+    out = parts[0].copy() if len(parts) == 1 else np.maximum(parts[0], parts[1])
+    for part in parts[2:]:
+        np.maximum(out, part, out=out)
+    return out
 
 
 def _avgpool_np(N: Any, x: Any, size: Any, stride: Any) -> Any:
@@ -338,18 +356,32 @@ def _pool_mp(M: Any, x: Any, size: Any, stride: Any, kind: str) -> Any:
 def _maxpool_kink(N: Any, x: Any, size: Any = None, stride: Any = None) -> Any:
     """Per window element ``x_j - max(the others)``: zero where the top ties, its sign flips when the argmax moves.
 
-    Positive at each window's maximum, negative elsewhere; shaped ``batch + (C, oH, oW*size*size)``
-    (the output's per-sample rank, as every kink quantity: the last axis holds each window's elements in turn).
+    Positive at each window's maximum, negative elsewhere; shaped ``batch + (C, size*size, oH*oW)``
+    (the input's per-sample rank with the channel axis first, as every kink quantity of a pooling: the
+    middle axis is the element of the window, the last the window). The maximum of the others is the
+    larger of the running maxima before and after ``j`` (a nan anywhere in a window makes all its
+    quantities nan).
     """
-    w = _flat_windows(N.asarray(x), size, stride)
-    k = w.shape[-1]
+    parts = _window_elements(N.asarray(x), size, stride)
+    k = len(parts)
+    shape = tuple(parts[0].shape)  # batch + (C, oH, oW)
     if k == 1:
-        q = N.ones_like(w)
-    else:
-        top2 = N.sort(w, axis=-1)[..., -2:]
-        first = N.argmax(w, axis=-1)[..., None]
-        q = w - N.where(N.arange(k) == first, top2[..., :1], top2[..., 1:])
-    return q.reshape(q.shape[:-2] + (-1,))
+        return N.ones_like(parts[0]).reshape(shape[:-2] + (1, -1))
+    elems = N.empty((k,) + shape, dtype=N.result_type(parts[0]))  # each element contiguous: fast maxima
+    for j, part in enumerate(parts):
+        elems[j] = part
+    before = [elems[0]]  # before[j]: max of elements 0..j
+    for j in range(1, k - 1):
+        before.append(N.maximum(before[-1], elems[j]))
+    after = [elems[k - 1]]  # after[i]: max of elements k-1-i..k-1
+    for j in range(k - 2, 0, -1):
+        after.append(N.maximum(after[-1], elems[j]))
+    q = N.empty_like(elems)  # (k,) + batch + (C, oH, oW), then viewed with the element axis after C
+    N.subtract(elems[0], after[k - 2], out=q[0])
+    N.subtract(elems[k - 1], before[k - 2], out=q[k - 1])
+    for j in range(1, k - 1):
+        N.subtract(elems[j], N.maximum(before[j - 1], after[k - 2 - j]), out=q[j])
+    return N.moveaxis(q, 0, -3).reshape(shape[:-2] + (k, -1))
 
 
 # --- vector-Jacobian rules (model-language templates, see ``Op.vjp``) ----------------------
