@@ -94,7 +94,9 @@ def test_expressions_stay_inside_the_domains(text, w, x):
 
 def test_expressions_shrink_to_a_name():
     assert find(gst.expressions(names=("w", "x")), lambda t: True) == "w"
-    assert find(gst.expressions(names=("w",), kinks=True), lambda t: "abs" in t) == "abs(w)"
+    # derandomized: the shrinker's path (and so how far it gets) does not depend on the run
+    steady = settings(derandomize=True, database=None, max_examples=1000)
+    assert find(gst.expressions(names=("w",), kinks=True), lambda t: "abs" in t, settings=steady) == "abs(w)"
 
 
 def test_expressions_bad_arguments():
