@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 
 def forkable() -> bool:
-    """Whether :func:`start` may fork here (see the module docstring)."""
+    """Whether :func:`prewarm` may fork here (see the module docstring)."""
     return (
         sys.platform.startswith("linux")
         and hasattr(os, "fork")
@@ -71,9 +71,9 @@ class _Worker:
                 pass
         try:
             os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):  # already gone (or reaped by a SIGCHLD handler)
             pass
-        os.waitpid(self.pid, 0)
 
 
 _WORKER: _Worker | None = None
