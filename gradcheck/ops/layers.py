@@ -99,6 +99,17 @@ def _pad(N: Any, x: Any, pad: tuple[int, ...], zero: Any = 0) -> Any:
     return N.pad(x, widths, constant_values=zero)
 
 
+def _tap(offset: tuple[int, ...], stride: tuple[int, ...], n_out: tuple[int, ...]) -> tuple[Any, ...]:
+    """The index of one kernel offset's input elements, one per output position (the windows' strided grid)."""
+    return (Ellipsis,) + tuple(slice(o, o + ss * (n - 1) + 1, ss) for o, ss, n in zip(offset, stride, n_out))
+
+
+def _dd_add_at(D: Any, out: Any, index: tuple[Any, ...], part: Any) -> None:
+    """``out[index] += part`` for double-doubles (each position of one tap is written once)."""
+    added = D.add(out[index], part)
+    out.hi[index], out.lo[index] = added.hi, added.lo
+
+
 def _windows(x: Any, kernel: tuple[int, ...], stride: tuple[int, ...]) -> Any:
     """``batch + (C, *out, *kernel)``: each output position's window over the last ``len(kernel)`` axes."""
     import numpy as np
@@ -155,9 +166,7 @@ def _conv_transpose_dd(D: Any, g: Any, k: Any, stride: Any, padding: Any, size: 
     padded = tuple(n + 2 * pp for n, pp in zip(length, p))
     out = D.DD(np.zeros(t.shape[: t.ndim - 2 * d] + padded))
     for off in np.ndindex(*ksize):
-        dest = (Ellipsis,) + tuple(slice(o, o + ss * (n - 1) + 1, ss) for o, ss, n in zip(off, s, lout))
-        part = D.add(out[dest], t[(Ellipsis,) + off])
-        out.hi[dest], out.lo[dest] = part.hi, part.lo
+        _dd_add_at(D, out, _tap(off, s, lout), t[(Ellipsis,) + off])
     return out[(Ellipsis,) + tuple(slice(pp, pp + n) for pp, n in zip(p, length))]
 
 
@@ -275,15 +284,8 @@ def _maxpool_dd_vjp(D: Any, x: Any, g: Any, size: Any, stride: Any) -> Any:
     n_out = tuple(parts.shape[-3:-1])
     batch = parts.shape[: parts.ndim - 4]
     out = D.DD(np.zeros(tuple(batch) + tuple(hi.shape[-3:])))
-    for i in range(sz[0]):
-        for j in range(sz[1]):
-            dest = (
-                Ellipsis,
-                slice(i, i + st[0] * (n_out[0] - 1) + 1, st[0]),
-                slice(j, j + st[1] * (n_out[1] - 1) + 1, st[1]),
-            )
-            added = D.add(out[dest], parts[..., i * sz[1] + j])
-            out.hi[dest], out.lo[dest] = added.hi, added.lo
+    for i, j in np.ndindex(*sz):
+        _dd_add_at(D, out, _tap((i, j), st, n_out), parts[..., i * sz[1] + j])
     return out
 
 
@@ -706,8 +708,7 @@ def _conv_transpose_arr(g: Any, k: Any, stride: Any, padding: Any, size: Any, d:
     padded = tuple(n + 2 * pp for n, pp in zip(length, p))
     out = _blank(np, t.shape[: t.ndim - 2 * d] + padded, t.dtype, zero)
     for off in np.ndindex(*ksize):
-        dest = (Ellipsis,) + tuple(slice(o, o + ss * (n - 1) + 1, ss) for o, ss, n in zip(off, s, lout))
-        out[dest] += t[(Ellipsis,) + off]
+        out[_tap(off, s, lout)] += t[(Ellipsis,) + off]
     return out[(Ellipsis,) + tuple(slice(pp, pp + n) for pp, n in zip(p, length))]
 
 
@@ -811,12 +812,7 @@ def _scatter_windows(out: Any, parts: Any, size: tuple[int, ...], stride: tuple[
     """Add ``parts`` (``batch + (C, oH, oW, kH, kW)``, or ``(C, oH, oW)`` for every window element) into ``out``'s windows."""
     for i in range(size[0]):
         for j in range(size[1]):
-            dest = (
-                Ellipsis,
-                slice(i, i + stride[0] * (n_out[0] - 1) + 1, stride[0]),
-                slice(j, j + stride[1] * (n_out[1] - 1) + 1, stride[1]),
-            )
-            out[dest] += parts if parts.ndim == out.ndim else parts[..., i, j]
+            out[_tap((i, j), stride, n_out)] += parts if parts.ndim == out.ndim else parts[..., i, j]
     return out
 
 

@@ -8,10 +8,13 @@ evaluates the IR itself with the ``"mpmath"`` backend of
 op's mpmath form turns an undefined or infinite value into nan element by
 element, and nan stays nan, so the answer is per sample.
 
-The file's ``expected`` gradients are evaluated the same way
-(:func:`expected_gradients`): on their IR, with the entries they name, in
-mpmath, never through a SymPy expression expanded element by element (a
-course's ``dW = outer(p - y, x)`` costs one op, not a formula per element).
+The file's ``expected`` gradients are evaluated on their IR too
+(:func:`expected_gradients`), with the entries they name, never through a
+SymPy expression expanded element by element (a course's
+``dW = outer(p - y, x)`` costs one op, not a formula per element): on whole
+tensors in double-double (:func:`.symbolic.blocks.evaluate`), or in mpmath
+the same way as the loss (:func:`expected_in_mpmath`) where that cannot be
+trusted.
 
 Deciding whether the data's rounding makes the loss doubtful is the
 caller's business.
